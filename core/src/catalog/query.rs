@@ -1,0 +1,275 @@
+//! Reads of the catalog. Each returns an [`Answer`]: the result, the index a client should
+//! block on next (`X-Consul-Index`, never below 1) and the watch set the result came from.
+//!
+//! Index rules follow Consul's: a single KV entry answers its `ModifyIndex`; a KV prefix
+//! answers the greatest `ModifyIndex` of its entries and tombstones; anything empty answers
+//! the table's index. Service and node answers use per-name indexes, so they move only when
+//! something they show changed.
+
+use std::collections::BTreeMap;
+
+use super::{name_key, Catalog, HealthCheck, KvEntry, Node, Service, Session, Status};
+use crate::watch::WatchKey;
+
+/// A query result with its blocking index and watch set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub index: u64,
+    pub value: T,
+    pub watch: Vec<WatchKey>,
+}
+
+impl<T> Answer<T> {
+    fn new(index: u64, value: T, watch: Vec<WatchKey>) -> Self {
+        Answer { index: index.max(1), value, watch }
+    }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer { index: self.index, value: f(self.value), watch: self.watch }
+    }
+}
+
+/// A service instance with its node (`/v1/catalog/service/:name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInstance {
+    pub node: Node,
+    pub service: Service,
+}
+
+/// A service instance with its node and every check that bears on it, node checks included
+/// (`/v1/health/service/:name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub node: Node,
+    pub service: Service,
+    pub checks: Vec<HealthCheck>,
+}
+
+impl ServiceHealth {
+    /// The worst status among the checks (passing when there are none).
+    pub fn status(&self) -> Status {
+        self.checks.iter().map(|c| c.status).max().unwrap_or(Status::Passing)
+    }
+}
+
+/// Filters shared by catalog and health reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Every tag must be present on the service (case-insensitive).
+    pub tags: Vec<String>,
+    /// Every pair must be present in the node's meta.
+    pub node_meta: Vec<(String, String)>,
+}
+
+impl Filter {
+    fn node_matches(&self, node: &Node) -> bool {
+        self.node_meta.iter().all(|(k, v)| node.meta.get(k) == Some(v))
+    }
+
+    fn service_matches(&self, svc: &Service) -> bool {
+        self.tags.iter().all(|want| svc.tags.iter().any(|t| t.eq_ignore_ascii_case(want)))
+    }
+}
+
+impl Catalog {
+    pub fn kv_get(&self, key: &str) -> Answer<Option<KvEntry>> {
+        let watch = vec![WatchKey::Kv(key.to_string())];
+        match self.kv.get(key) {
+            Some(e) => Answer::new(e.modify_index, Some(e.clone()), watch),
+            None => Answer::new(self.tables.kv, None, watch),
+        }
+    }
+
+    pub fn kv_list(&self, prefix: &str) -> Answer<Vec<KvEntry>> {
+        let entries: Vec<KvEntry> = self.kv_range(prefix).map(|(_, e)| e.clone()).collect();
+        let index = self.prefix_index(prefix, entries.iter().map(|e| e.modify_index).max());
+        Answer::new(index, entries, vec![WatchKey::KvPrefix(prefix.to_string())])
+    }
+
+    /// Keys under `prefix`; with a separator, each key is cut after the first separator that
+    /// follows the prefix, and duplicates are dropped (`a/b`, `a/c/`).
+    pub fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Answer<Vec<String>> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut max_modify = None;
+        for (key, entry) in self.kv_range(prefix) {
+            max_modify = max_modify.max(Some(entry.modify_index));
+            let shown = match separator.filter(|s| !s.is_empty()) {
+                Some(sep) => match key[prefix.len()..].find(sep) {
+                    Some(at) => &key[..prefix.len() + at + sep.len()],
+                    None => key.as_str(),
+                },
+                None => key.as_str(),
+            };
+            if keys.last().map(String::as_str) != Some(shown) {
+                keys.push(shown.to_string());
+            }
+        }
+        let index = self.prefix_index(prefix, max_modify);
+        Answer::new(index, keys, vec![WatchKey::KvPrefix(prefix.to_string())])
+    }
+
+    fn kv_range<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a KvEntry)> + 'a {
+        self.kv.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    fn prefix_index(&self, prefix: &str, entries_max: Option<u64>) -> u64 {
+        if prefix.is_empty() {
+            return self.tables.kv;
+        }
+        let tomb_max = self
+            .tombstones
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, t)| t.index)
+            .max();
+        match entries_max.max(tomb_max) {
+            Some(i) if i > 0 => i,
+            _ => self.tables.kv,
+        }
+    }
+
+    pub fn nodes(&self, filter: &Filter) -> Answer<Vec<Node>> {
+        let nodes = self.nodes.values().filter(|n| filter.node_matches(n)).cloned().collect();
+        Answer::new(self.tables.nodes, nodes, vec![WatchKey::Nodes])
+    }
+
+    /// Service names with the union of their tags (`/v1/catalog/services`).
+    pub fn services(&self, filter: &Filter) -> Answer<BTreeMap<String, Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for ((nk, _), svc) in &self.services {
+            if !filter.node_meta.is_empty() && !filter.node_matches(&self.nodes[nk]) {
+                continue;
+            }
+            let tags = out.entry(svc.service.clone()).or_default();
+            for tag in &svc.tags {
+                if !tags.contains(tag) {
+                    tags.push(tag.clone());
+                }
+            }
+        }
+        for tags in out.values_mut() {
+            tags.sort();
+        }
+        Answer::new(self.tables.services, out, vec![WatchKey::Services])
+    }
+
+    pub fn service_nodes(&self, name: &str, filter: &Filter) -> Answer<Vec<ServiceInstance>> {
+        let sk = name_key(name);
+        let value = self
+            .instances(&sk, filter)
+            .map(|(node, service)| ServiceInstance { node: node.clone(), service: service.clone() })
+            .collect();
+        Answer::new(self.service_index_of(&sk), value, vec![WatchKey::Service(sk)])
+    }
+
+    /// `/v1/health/service/:name`; with `passing`, entries with any non-passing check go.
+    pub fn service_health(&self, name: &str, filter: &Filter, passing_only: bool) -> Answer<Vec<ServiceHealth>> {
+        let sk = name_key(name);
+        let value = self
+            .instances(&sk, filter)
+            .map(|(node, service)| {
+                let nk = name_key(&node.node);
+                let checks = self
+                    .checks_of_node(&nk)
+                    .filter(|c| c.service_id.is_empty() || c.service_id == service.id)
+                    .cloned()
+                    .collect();
+                ServiceHealth { node: node.clone(), service: service.clone(), checks }
+            })
+            .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == Status::Passing))
+            .collect();
+        Answer::new(self.service_index_of(&sk), value, vec![WatchKey::Service(sk)])
+    }
+
+    /// Checks of every instance of a service (`/v1/health/checks/:service`).
+    pub fn service_checks(&self, name: &str, filter: &Filter) -> Answer<Vec<HealthCheck>> {
+        let sk = name_key(name);
+        let mut value = Vec::new();
+        for (node, service) in self.instances(&sk, filter) {
+            let nk = name_key(&node.node);
+            value.extend(self.checks_of_node(&nk).filter(|c| c.service_id == service.id).cloned());
+        }
+        Answer::new(self.service_index_of(&sk), value, vec![WatchKey::Service(sk)])
+    }
+
+    /// A node and its services (`/v1/catalog/node/:node`).
+    pub fn node_services(&self, node: &str) -> Answer<Option<(Node, Vec<Service>)>> {
+        let nk = name_key(node);
+        let value = self.nodes.get(&nk).map(|n| {
+            let services = self
+                .services
+                .range((nk.clone(), String::new())..)
+                .take_while(|((n, _), _)| n == &nk)
+                .map(|(_, s)| s.clone())
+                .collect();
+            (n.clone(), services)
+        });
+        let index = self.node_index.get(&nk).copied().unwrap_or(self.tables.nodes);
+        Answer::new(index, value, vec![WatchKey::Node(nk)])
+    }
+
+    /// Every check of a node (`/v1/health/node/:node`).
+    pub fn node_checks(&self, node: &str) -> Answer<Vec<HealthCheck>> {
+        let nk = name_key(node);
+        let value = self.checks_of_node(&nk).cloned().collect();
+        let index = self.node_index.get(&nk).copied().unwrap_or(self.tables.checks);
+        Answer::new(index, value, vec![WatchKey::Node(nk)])
+    }
+
+    /// Checks in a state, or all of them (`/v1/health/state/:state`).
+    pub fn checks_in_state(&self, state: Option<Status>, filter: &Filter) -> Answer<Vec<HealthCheck>> {
+        let value = self
+            .checks
+            .iter()
+            .filter(|(_, c)| state.is_none_or(|s| c.status == s))
+            .filter(|((nk, _), _)| filter.node_meta.is_empty() || filter.node_matches(&self.nodes[nk]))
+            .map(|(_, c)| c.clone())
+            .collect();
+        Answer::new(self.tables.checks, value, vec![WatchKey::Checks])
+    }
+
+    pub fn session_info(&self, id: &str) -> Answer<Option<Session>> {
+        let value = self.sessions.get(id).cloned();
+        Answer::new(self.tables.sessions, value, vec![WatchKey::Session(id.to_string())])
+    }
+
+    pub fn session_list(&self) -> Answer<Vec<Session>> {
+        let value = self.sessions.values().cloned().collect();
+        Answer::new(self.tables.sessions, value, vec![WatchKey::Sessions])
+    }
+
+    pub fn node_sessions(&self, node: &str) -> Answer<Vec<Session>> {
+        let nk = name_key(node);
+        let value =
+            self.sessions_by_node.get(&nk).into_iter().flatten().map(|sid| self.sessions[sid].clone()).collect();
+        Answer::new(self.tables.sessions, value, vec![WatchKey::NodeSessions(nk)])
+    }
+
+    /// Whether a node is registered.
+    pub fn has_node(&self, node: &str) -> bool {
+        self.nodes.contains_key(&name_key(node))
+    }
+
+    fn instances<'a>(&'a self, sk: &str, filter: &'a Filter) -> impl Iterator<Item = (&'a Node, &'a Service)> + 'a {
+        self.services_by_name
+            .get(sk)
+            .into_iter()
+            .flatten()
+            .map(move |key| (&self.nodes[&key.0], &self.services[key]))
+            .filter(move |(node, svc)| filter.node_matches(node) && filter.service_matches(svc))
+    }
+
+    fn checks_of_node<'a>(&'a self, nk: &str) -> impl Iterator<Item = &'a HealthCheck> + 'a {
+        self.checks
+            .range((nk.to_string(), String::new())..)
+            .take_while({
+                let nk = nk.to_string();
+                move |((n, _), _)| *n == nk
+            })
+            .map(|(_, c)| c)
+    }
+
+    fn service_index_of(&self, sk: &str) -> u64 {
+        self.service_index.get(sk).copied().unwrap_or(self.tables.services)
+    }
+}
