@@ -5,6 +5,7 @@
 //! payloads, log storage, the catalog state machine — is the same code in both.
 
 mod log_store;
+mod no_peers;
 mod state_machine;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::marker::PhantomData;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::MemLogStore;
+pub use no_peers::{NoPeer, NoPeers};
 pub use state_machine::{CatalogStore, WatchGuard, Watched};
 
 use crate::catalog::{Request, Response};

@@ -1,0 +1,420 @@
+//! Agent configuration: Consul's flags (`-flag value` and `-flag=value`) and JSON config
+//! files (`-config-file`, `-config-dir`), merged in Consul's order — files in the order given
+//! (a directory's `.json` files sorted by name), then flags on top.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use getopts::{Options, ParsingStyle};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
+use crate::http::json;
+
+/// The agent's settled configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub dev: bool,
+    pub server: bool,
+    pub bootstrap_expect: u32,
+    pub node_name: String,
+    pub node_id: String,
+    pub datacenter: String,
+    pub bind_addr: IpAddr,
+    pub client_addr: IpAddr,
+    pub advertise_addr: IpAddr,
+    /// `None`: the listener is disabled (`ports.http = -1`).
+    pub http_port: Option<u16>,
+    pub dns_port: Option<u16>,
+    pub server_port: u16,
+    pub serf_lan_port: u16,
+    pub serf_wan_port: u16,
+    pub data_dir: Option<PathBuf>,
+    pub session_ttl_min_ms: u64,
+    pub enable_script_checks: bool,
+    pub enable_local_script_checks: bool,
+    pub node_meta: BTreeMap<String, String>,
+    pub services: Vec<ServiceDef>,
+    pub checks: Vec<CheckDef>,
+    pub log_level: String,
+    pub retry_join: Vec<String>,
+}
+
+impl AgentConfig {
+    /// What this agent's check definitions may run.
+    pub fn check_policy(&self) -> CheckPolicy {
+        CheckPolicy { enable_script_checks: self.enable_script_checks || self.enable_local_script_checks }
+    }
+}
+
+/// The keys of a config file we understand (normalised: lower case, no underscores). Unknown
+/// keys are reported and ignored, so a Consul config with features Legate lacks still loads.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct FileConfig {
+    nodename: Option<String>,
+    nodeid: Option<String>,
+    datacenter: Option<String>,
+    bindaddr: Option<String>,
+    clientaddr: Option<String>,
+    advertiseaddr: Option<String>,
+    datadir: Option<String>,
+    server: Option<bool>,
+    bootstrapexpect: Option<u32>,
+    ports: Option<BTreeMap<String, i64>>,
+    sessionttlmin: Option<String>,
+    enablescriptchecks: Option<bool>,
+    enablelocalscriptchecks: Option<bool>,
+    nodemeta: Option<BTreeMap<String, String>>,
+    loglevel: Option<String>,
+    retryjoin: Option<Vec<String>>,
+    service: Option<Value>,
+    services: Option<Vec<Value>>,
+    check: Option<Value>,
+    checks: Option<Vec<Value>>,
+}
+
+const KNOWN_FILE_KEYS: &[&str] = &[
+    "nodename",
+    "nodeid",
+    "datacenter",
+    "bindaddr",
+    "clientaddr",
+    "advertiseaddr",
+    "datadir",
+    "server",
+    "bootstrapexpect",
+    "ports",
+    "sessionttlmin",
+    "enablescriptchecks",
+    "enablelocalscriptchecks",
+    "nodemeta",
+    "loglevel",
+    "retryjoin",
+    "service",
+    "services",
+    "check",
+    "checks",
+];
+
+/// Flags of `legate agent`, Consul's names.
+fn agent_options() -> Options {
+    let mut o = Options::new();
+    o.long_only(true).parsing_style(ParsingStyle::FloatingFrees);
+    o.optflag("", "dev", "Start a single in-memory server with fast timers, for development.");
+    o.optflag("", "server", "Run as a server.");
+    o.optopt("", "bootstrap-expect", "Servers to wait for before bootstrapping.", "N");
+    o.optopt("", "node", "Node name (default: the hostname).", "NAME");
+    o.optopt("", "node-id", "Node ID (a UUID; default: random).", "ID");
+    o.optopt("", "datacenter", "Datacenter name (default dc1).", "DC");
+    o.optopt("", "bind", "Address to bind cluster communication to.", "ADDR");
+    o.optopt("", "client", "Address to bind client interfaces (HTTP, DNS) to.", "ADDR");
+    o.optopt("", "advertise", "Address to advertise to other nodes.", "ADDR");
+    o.optopt("", "http-port", "HTTP API port (default 8500; -1 disables).", "PORT");
+    o.optopt("", "dns-port", "DNS port (default 8600; -1 disables).", "PORT");
+    o.optopt("", "server-port", "Server RPC port (default 8300).", "PORT");
+    o.optopt("", "serf-lan-port", "LAN gossip port (default 8301).", "PORT");
+    o.optopt("", "serf-wan-port", "WAN gossip port (default 8302).", "PORT");
+    o.optopt("", "data-dir", "Directory for the agent's state.", "PATH");
+    o.optmulti("", "config-file", "A JSON config file to load (repeatable).", "FILE");
+    o.optmulti("", "config-dir", "A directory of JSON config files to load (repeatable).", "DIR");
+    o.optmulti("", "join", "Address of an agent to join at start (repeatable).", "ADDR");
+    o.optmulti("", "retry-join", "Address of an agent to join, retrying (repeatable).", "ADDR");
+    o.optmulti("", "node-meta", "key:value metadata of this node (repeatable).", "KEY:VALUE");
+    o.optflag("", "enable-script-checks", "Allow script checks.");
+    o.optflag("", "enable-local-script-checks", "Allow script checks from local config files.");
+    o.optopt("", "log-level", "Log level: trace, debug, info, warn, err.", "LEVEL");
+    o.optflag("", "ui", "Accepted for compatibility; Legate has no web UI.");
+    o.optflag("h", "help", "Show this help.");
+    o
+}
+
+/// Usage text of `legate agent`.
+pub fn agent_usage() -> String {
+    agent_options().usage("Usage: legate agent [options]\n\n  Starts a Legate agent (Consul's flags).")
+}
+
+/// Parses `legate agent` arguments (without the `agent` word). `Ok(None)`: help was asked.
+pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentConfig>, String> {
+    let m = agent_options().parse(args).map_err(|e| format!("{e}\n\n{}", agent_usage()))?;
+    if m.opt_present("help") {
+        return Ok(None);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument {extra:?}\n\n{}", agent_usage()));
+    }
+    let dev = m.opt_present("dev");
+    let mut cfg = AgentConfig {
+        dev,
+        server: dev,
+        bootstrap_expect: if dev { 1 } else { 0 },
+        node_name: hostname.to_string(),
+        node_id: String::new(),
+        datacenter: "dc1".into(),
+        bind_addr: if dev { [127, 0, 0, 1].into() } else { [0, 0, 0, 0].into() },
+        client_addr: [127, 0, 0, 1].into(),
+        advertise_addr: [127, 0, 0, 1].into(),
+        http_port: Some(8500),
+        dns_port: Some(8600),
+        server_port: 8300,
+        serf_lan_port: 8301,
+        serf_wan_port: 8302,
+        data_dir: None,
+        session_ttl_min_ms: legate_core::limits::SESSION_TTL_MIN_DEFAULT_MS,
+        enable_script_checks: false,
+        enable_local_script_checks: false,
+        node_meta: BTreeMap::new(),
+        services: Vec::new(),
+        checks: Vec::new(),
+        log_level: "info".into(),
+        retry_join: Vec::new(),
+    };
+    let mut advertise_set = false;
+
+    let mut files: Vec<PathBuf> = m.opt_strs("config-file").into_iter().map(PathBuf::from).collect();
+    for dir in m.opt_strs("config-dir") {
+        files.extend(json_files_in(Path::new(&dir))?);
+    }
+    for file in files {
+        advertise_set |= apply_file(&mut cfg, &file)?;
+    }
+
+    if let Some(v) = m.opt_str("node") {
+        cfg.node_name = v;
+    }
+    if let Some(v) = m.opt_str("node-id") {
+        cfg.node_id = v;
+    }
+    if let Some(v) = m.opt_str("datacenter") {
+        cfg.datacenter = v;
+    }
+    if let Some(v) = m.opt_str("bind") {
+        cfg.bind_addr = parse_ip(&v, "-bind")?;
+    }
+    if let Some(v) = m.opt_str("client") {
+        cfg.client_addr = parse_ip(v.split_whitespace().next().unwrap_or(""), "-client")?;
+    }
+    if let Some(v) = m.opt_str("advertise") {
+        cfg.advertise_addr = parse_ip(&v, "-advertise")?;
+        advertise_set = true;
+    }
+    if let Some(v) = m.opt_str("http-port") {
+        cfg.http_port = parse_port(&v, "-http-port")?;
+    }
+    if let Some(v) = m.opt_str("dns-port") {
+        cfg.dns_port = parse_port(&v, "-dns-port")?;
+    }
+    if let Some(v) = m.opt_str("server-port") {
+        cfg.server_port = parse_port(&v, "-server-port")?.ok_or("-server-port cannot be disabled")?;
+    }
+    if let Some(v) = m.opt_str("serf-lan-port") {
+        cfg.serf_lan_port = parse_port(&v, "-serf-lan-port")?.ok_or("-serf-lan-port cannot be disabled")?;
+    }
+    if let Some(v) = m.opt_str("serf-wan-port") {
+        cfg.serf_wan_port = parse_port(&v, "-serf-wan-port")?.ok_or("-serf-wan-port cannot be disabled")?;
+    }
+    if let Some(v) = m.opt_str("data-dir") {
+        cfg.data_dir = Some(PathBuf::from(v));
+    }
+    if m.opt_present("server") {
+        cfg.server = true;
+    }
+    if let Some(v) = m.opt_str("bootstrap-expect") {
+        cfg.bootstrap_expect = v.parse().map_err(|_| format!("invalid -bootstrap-expect {v:?}"))?;
+    }
+    if m.opt_present("enable-script-checks") {
+        cfg.enable_script_checks = true;
+    }
+    if m.opt_present("enable-local-script-checks") {
+        cfg.enable_local_script_checks = true;
+    }
+    if let Some(v) = m.opt_str("log-level") {
+        cfg.log_level = v;
+    }
+    for pair in m.opt_strs("node-meta") {
+        let (k, v) = pair.split_once(':').ok_or_else(|| format!("invalid -node-meta {pair:?}: want key:value"))?;
+        cfg.node_meta.insert(k.to_string(), v.to_string());
+    }
+    cfg.retry_join.extend(m.opt_strs("join"));
+    cfg.retry_join.extend(m.opt_strs("retry-join"));
+
+    if !advertise_set && !cfg.bind_addr.is_unspecified() {
+        cfg.advertise_addr = cfg.bind_addr;
+    }
+    validate(&cfg)?;
+    Ok(Some(cfg))
+}
+
+fn validate(cfg: &AgentConfig) -> Result<(), String> {
+    if cfg.node_name.is_empty() {
+        return Err("node name is empty; set -node".into());
+    }
+    if cfg.datacenter.is_empty() || !cfg.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("invalid datacenter name {:?}: use letters, digits, '-' and '_'", cfg.datacenter));
+    }
+    if !cfg.dev {
+        return Err("legate agent runs only with -dev in this version (one in-memory server). \
+             Persistent servers, -bootstrap-expect clusters and client agents arrive with clustering; \
+             run `legate agent -dev` for now."
+            .into());
+    }
+    Ok(())
+}
+
+fn parse_ip(v: &str, flag: &str) -> Result<IpAddr, String> {
+    v.trim().parse().map_err(|_| format!("invalid {flag} address {v:?}: want an IP address"))
+}
+
+fn parse_port(v: &str, what: &str) -> Result<Option<u16>, String> {
+    let n: i64 = v.trim().parse().map_err(|_| format!("invalid {what} {v:?}"))?;
+    port_of(n, what)
+}
+
+fn port_of(n: i64, what: &str) -> Result<Option<u16>, String> {
+    match n {
+        -1 => Ok(None),
+        0..=65535 => Ok(Some(n as u16)),
+        _ => Err(format!("invalid {what} {n}: want 0-65535, or -1 to disable")),
+    }
+}
+
+fn json_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading config dir {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Applies one config file; returns whether it set the advertise address.
+fn apply_file(cfg: &mut AgentConfig, path: &Path) -> Result<bool, String> {
+    let text = std::fs::read(path).map_err(|e| format!("reading config file {}: {e}", path.display()))?;
+    let raw: Value = serde_json::from_slice(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    apply_value(cfg, raw).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// Applies one parsed config document; returns whether it set the advertise address.
+pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
+    let normalised = json::normalise(raw);
+    if let Some(obj) = normalised.as_object() {
+        for key in obj.keys().filter(|k| !KNOWN_FILE_KEYS.contains(&k.as_str())) {
+            tracing::warn!(key, "config key not supported by Legate; ignored");
+        }
+    }
+    let f: FileConfig = serde_json::from_value(normalised).map_err(|e| e.to_string())?;
+    if let Some(v) = f.nodename {
+        cfg.node_name = v;
+    }
+    if let Some(v) = f.nodeid {
+        cfg.node_id = v;
+    }
+    if let Some(v) = f.datacenter {
+        cfg.datacenter = v;
+    }
+    if let Some(v) = f.bindaddr {
+        cfg.bind_addr = parse_ip(&v, "bind_addr")?;
+    }
+    if let Some(v) = f.clientaddr {
+        cfg.client_addr = parse_ip(v.split_whitespace().next().unwrap_or(""), "client_addr")?;
+    }
+    let advertise_set = f.advertiseaddr.is_some();
+    if let Some(v) = f.advertiseaddr {
+        cfg.advertise_addr = parse_ip(&v, "advertise_addr")?;
+    }
+    if let Some(v) = f.datadir {
+        cfg.data_dir = Some(PathBuf::from(v));
+    }
+    if let Some(v) = f.server {
+        cfg.server = v;
+    }
+    if let Some(v) = f.bootstrapexpect {
+        cfg.bootstrap_expect = v;
+    }
+    for (name, port) in f.ports.unwrap_or_default() {
+        let what = format!("ports.{name}");
+        match name.as_str() {
+            "http" => cfg.http_port = port_of(port, &what)?,
+            "dns" => cfg.dns_port = port_of(port, &what)?,
+            "server" => cfg.server_port = port_of(port, &what)?.ok_or("ports.server cannot be disabled")?,
+            "serflan" => cfg.serf_lan_port = port_of(port, &what)?.ok_or("ports.serf_lan cannot be disabled")?,
+            "serfwan" => cfg.serf_wan_port = port_of(port, &what)?.ok_or("ports.serf_wan cannot be disabled")?,
+            _ => tracing::warn!(port = name, "port setting not supported by Legate; ignored"),
+        }
+    }
+    if let Some(v) = f.sessionttlmin {
+        cfg.session_ttl_min_ms = legate_core::duration::parse_ms(&v).map_err(|e| format!("session_ttl_min: {e}"))?;
+    }
+    if let Some(v) = f.enablescriptchecks {
+        cfg.enable_script_checks = v;
+    }
+    if let Some(v) = f.enablelocalscriptchecks {
+        cfg.enable_local_script_checks = v;
+    }
+    if let Some(v) = f.nodemeta {
+        cfg.node_meta.extend(v);
+    }
+    if let Some(v) = f.loglevel {
+        cfg.log_level = v;
+    }
+    if let Some(v) = f.retryjoin {
+        cfg.retry_join.extend(v);
+    }
+    for svc in f.service.into_iter().chain(f.services.unwrap_or_default()) {
+        cfg.services.push(json::decode_value(svc).map_err(|e| format!("service: {}", e.message))?);
+    }
+    for check in f.check.into_iter().chain(f.checks.unwrap_or_default()) {
+        cfg.checks.push(json::decode_value(check).map_err(|e| format!("check: {}", e.message))?);
+    }
+    Ok(advertise_set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn consul_flag_forms() {
+        let c = parse_agent_args(&args("-dev -node=alpha -datacenter dc2 -http-port 18500 -client=127.0.0.1"), "host")
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.node_name.as_str(), c.datacenter.as_str(), c.http_port), ("alpha", "dc2", Some(18500)));
+        assert!(c.dev && c.server);
+        let c = parse_agent_args(&args("-dev"), "myhost").unwrap().unwrap();
+        assert_eq!(c.node_name, "myhost");
+        assert!(parse_agent_args(&args("-dev -no-such-flag"), "h").is_err());
+        assert!(parse_agent_args(&args("-dev -http-port 99999"), "h").is_err());
+        assert!(parse_agent_args(&args("-server"), "h").unwrap_err().contains("-dev"));
+    }
+
+    #[test]
+    fn config_files_set_ports_and_services() {
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        apply_value(
+            &mut c,
+            serde_json::json!({
+                "node_name": "fromfile",
+                "ports": {"http": -1, "dns": 8653},
+                "session_ttl_min": "1s",
+                "enable_script_checks": true,
+                "services": [{"name": "web", "port": 80, "check": {"http": "http://localhost/", "interval": "10s"}}],
+                "check": {"id": "mem-util", "name": "Memory utilization", "args": ["/bin/true"], "interval": "10s"}
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.node_name.as_str(), c.http_port, c.dns_port, c.session_ttl_min_ms),
+            ("fromfile", None, Some(8653), 1000)
+        );
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.checks.len(), 1);
+        assert!(c.enable_script_checks);
+    }
+}

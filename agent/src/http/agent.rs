@@ -1,0 +1,283 @@
+//! `/v1/agent/*`: this agent's own view — its config, members, and the services and checks
+//! it is authoritative for.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use legate_core::agent::AgentError;
+use legate_core::catalog::{HealthCheck, Status};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{HttpError, HttpResult};
+use super::json::{self, lenient};
+use super::params::Params;
+use super::views::AgentService;
+use super::{reply, Shared};
+use crate::defs::{CheckDef, ServiceDef};
+
+pub async fn self_info(State(state): State<Shared>, params: Params) -> HttpResult {
+    let c = &state.config;
+    let ttl_min_ns = c.session_ttl_min_ms * 1_000_000;
+    let member = member_json(&state);
+    let body = json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": c.node_id,
+            "Server": c.server,
+            "Revision": "legate",
+            "Version": crate::CONSUL_API_VERSION,
+            "BuildDate": "",
+            "SessionTTLMin": ttl_min_ns,
+        },
+        "DebugConfig": {
+            "Datacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": c.node_id,
+            "ServerMode": c.server,
+            "DevMode": c.dev,
+            "SessionTTLMin": ttl_min_ns,
+            "EnableScriptChecks": c.enable_script_checks,
+            "ClientAddrs": [c.client_addr.to_string()],
+            "HTTPPort": c.http_port,
+            "ServerPort": c.server_port,
+            "Version": crate::CONSUL_API_VERSION,
+            "LegateVersion": crate::VERSION,
+        },
+        "Coord": null,
+        "Member": member,
+        "Meta": c.node_meta,
+        "Stats": {},
+    });
+    reply::ok(&params, &body)
+}
+
+fn member_json(state: &Shared) -> Value {
+    let c = &state.config;
+    let mut tags = BTreeMap::new();
+    tags.insert("role", if c.server { "consul" } else { "node" }.to_string());
+    tags.insert("dc", c.datacenter.clone());
+    tags.insert("id", c.node_id.clone());
+    tags.insert("build", format!("{}:legate-{}", crate::CONSUL_API_VERSION, crate::VERSION));
+    tags.insert("vsn", "2".into());
+    tags.insert("vsn_min", "2".into());
+    tags.insert("vsn_max", "3".into());
+    if c.server {
+        tags.insert("port", c.server_port.to_string());
+        tags.insert("expect", c.bootstrap_expect.to_string());
+        tags.insert("raft_vsn", "3".into());
+    }
+    json!({
+        "Name": c.node_name,
+        "Addr": c.advertise_addr.to_string(),
+        "Port": c.serf_lan_port,
+        "Tags": tags,
+        "Status": 1,
+        "ProtocolMin": 1,
+        "ProtocolMax": 5,
+        "ProtocolCur": 2,
+        "DelegateMin": 2,
+        "DelegateMax": 5,
+        "DelegateCur": 4,
+    })
+}
+
+/// This node alone until gossip membership arrives; `?wan=1` lists it too when it is a server.
+pub async fn members(State(state): State<Shared>, params: Params) -> HttpResult {
+    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
+    let mut member = member_json(&state);
+    if wan {
+        if !state.config.server {
+            return reply::ok(&params, &Vec::<Value>::new());
+        }
+        member["Name"] = Value::String(format!("{}.{}", state.config.node_name, state.config.datacenter));
+    }
+    reply::ok(&params, &[member])
+}
+
+pub async fn services(State(state): State<Shared>, params: Params) -> HttpResult {
+    let dc = state.config.datacenter.clone();
+    let body: BTreeMap<String, Value> = state.local.read(|a| {
+        a.services()
+            .iter()
+            .map(|(id, s)| {
+                (id.clone(), serde_json::to_value(AgentService { service: s, datacenter: &dc }).unwrap_or(Value::Null))
+            })
+            .collect()
+    });
+    reply::ok(&params, &body)
+}
+
+pub async fn service(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    let dc = state.config.datacenter.clone();
+    let found = state
+        .local
+        .read(|a| a.service(&id).map(|s| serde_json::to_value(AgentService { service: s, datacenter: &dc })));
+    match found {
+        Some(Ok(v)) => reply::ok(&params, &v),
+        Some(Err(e)) => Err(HttpError::internal(e.to_string())),
+        None => Err(HttpError::not_found(format!("unknown service ID: {id}"))),
+    }
+}
+
+pub async fn checks(State(state): State<Shared>, params: Params) -> HttpResult {
+    let body: BTreeMap<String, HealthCheck> =
+        state.local.read(|a| a.checks().map(|c| (c.check.check_id.clone(), c.check.clone())).collect());
+    reply::ok(&params, &body)
+}
+
+pub async fn register_service(State(state): State<Shared>, params: Params, body: Bytes) -> HttpResult {
+    let def: ServiceDef = json::decode(&body)?;
+    let (service, check_defs) = def.into_parts().map_err(HttpError::bad_request)?;
+    if service.service.is_empty() {
+        return Err(HttpError::bad_request("Missing service name"));
+    }
+    let policy = state.config.check_policy();
+    let mut checks = Vec::with_capacity(check_defs.len());
+    for def in check_defs {
+        checks.push(def.into_spec(policy, false).map_err(|e| HttpError::bad_request(format!("Invalid check: {e}")))?);
+    }
+    let replace = params.has("replace-existing-checks") && params.bool("replace-existing-checks").unwrap_or(true);
+    state
+        .local
+        .change(|a, now| a.register_service(now, service, checks, replace))
+        .await
+        .map_err(|e| HttpError::bad_request(e.to_string()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn deregister_service(State(state): State<Shared>, Path(id): Path<String>) -> HttpResult {
+    if state.local.change(|a, _| a.deregister_service(&id)).await {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(HttpError::not_found(format!(
+            "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+        )))
+    }
+}
+
+pub async fn register_check(State(state): State<Shared>, body: Bytes) -> HttpResult {
+    let def: CheckDef = json::decode(&body)?;
+    let spec = def.into_spec(state.config.check_policy(), false).map_err(HttpError::bad_request)?;
+    state.local.change(|a, now| a.register_check(now, spec)).await.map_err(|e| match e {
+        AgentError::UnknownService(_) => HttpError::bad_request(e.to_string()),
+        other => HttpError::bad_request(other.to_string()),
+    })?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn deregister_check(State(state): State<Shared>, Path(id): Path<String>) -> HttpResult {
+    if state.local.change(|a, _| a.deregister_check(&id)).await {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(HttpError::not_found(format!(
+            "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+        )))
+    }
+}
+
+async fn update_ttl(state: &Shared, id: String, status: Status, output: String) -> HttpResult {
+    state
+        .local
+        .change(|a, now| a.update_ttl(now, &id, status, output))
+        .await
+        .map_err(|e| HttpError::not_found(e.to_string()))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn check_pass(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    update_ttl(&state, id, Status::Passing, params.get("note").unwrap_or_default().to_string()).await
+}
+
+pub async fn check_warn(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    update_ttl(&state, id, Status::Warning, params.get("note").unwrap_or_default().to_string()).await
+}
+
+pub async fn check_fail(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    update_ttl(&state, id, Status::Critical, params.get("note").unwrap_or_default().to_string()).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UpdateBody {
+    #[serde(deserialize_with = "lenient::string")]
+    status: String,
+    #[serde(deserialize_with = "lenient::string")]
+    output: String,
+}
+
+pub async fn check_update(State(state): State<Shared>, Path(id): Path<String>, body: Bytes) -> HttpResult {
+    let b: UpdateBody = json::decode(&body)?;
+    let status = Status::parse(&b.status)
+        .ok_or_else(|| HttpError::bad_request(format!("Invalid check status: {:?}", b.status)))?;
+    update_ttl(&state, id, status, b.output).await
+}
+
+/// Consul's local health endpoints answer 200/429/503 by the aggregate status.
+fn health_answer(params: &Params, entries: Vec<Value>, worst: Option<Status>) -> HttpResult {
+    let status = match worst {
+        None => return Err(HttpError::not_found("ServiceName or ServiceID not found")),
+        Some(Status::Passing) => StatusCode::OK,
+        Some(Status::Warning) => StatusCode::TOO_MANY_REQUESTS,
+        Some(Status::Critical) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if params.get("format") == Some("text") {
+        let text = worst.map_or("", |s| s.as_str()).to_string();
+        return Ok((status, text).into_response());
+    }
+    reply::json(params, status, &entries)
+}
+
+fn service_health(
+    state: &Shared,
+    pick: impl Fn(&legate_core::catalog::Service) -> bool,
+) -> (Vec<Value>, Option<Status>) {
+    let dc = state.config.datacenter.clone();
+    state.local.read(|a| {
+        let mut worst = None;
+        let mut entries = Vec::new();
+        for svc in a.services().values().filter(|s| pick(s)) {
+            let checks: Vec<HealthCheck> = a
+                .checks()
+                .filter(|c| c.check.service_id == svc.id || c.check.service_id.is_empty())
+                .map(|c| c.check.clone())
+                .collect();
+            let status = checks.iter().map(|c| c.status).max().unwrap_or(Status::Passing);
+            worst = Some(worst.map_or(status, |w: Status| w.max(status)));
+            entries.push(json!({
+                "AggregatedStatus": status.as_str(),
+                "Service": AgentService { service: svc, datacenter: &dc },
+                "Checks": checks,
+            }));
+        }
+        (entries, worst)
+    })
+}
+
+pub async fn health_by_name(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
+    let (entries, worst) = service_health(&state, |s| s.service == name);
+    health_answer(&params, entries, worst)
+}
+
+pub async fn health_by_id(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    let (mut entries, worst) = service_health(&state, |s| s.id == id);
+    match entries.pop() {
+        Some(entry) => {
+            let status = match worst {
+                Some(Status::Passing) | None => StatusCode::OK,
+                Some(Status::Warning) => StatusCode::TOO_MANY_REQUESTS,
+                Some(Status::Critical) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if params.get("format") == Some("text") {
+                return Ok((status, worst.map_or("", |s| s.as_str()).to_string()).into_response());
+            }
+            reply::json(&params, status, &entry)
+        }
+        None => Err(HttpError::not_found(format!("ServiceID {id:?} not found"))),
+    }
+}

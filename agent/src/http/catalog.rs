@@ -1,0 +1,166 @@
+//! `/v1/catalog/*`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use legate_core::catalog::{Command, Deregistration, Node, Registration, Response};
+use serde::Deserialize;
+
+use super::error::{HttpError, HttpResult};
+use super::json::{self, lenient};
+use super::params::Params;
+use super::views::{CatalogServiceEntry, NodeServiceList, NodeServices};
+use super::{reply, Shared};
+use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
+
+/// Works without a leader: it is this server's own knowledge.
+pub async fn datacenters(State(state): State<Shared>, params: Params) -> HttpResult {
+    reply::ok(&params, &[state.config.datacenter.as_str()])
+}
+
+pub async fn nodes(State(state): State<Shared>, params: Params) -> HttpResult {
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let result = state.server.read(&opts, |c| c.nodes(&filter)).await?;
+    reply::read(&params, &result, &result.answer.value)
+}
+
+pub async fn services(State(state): State<Shared>, params: Params) -> HttpResult {
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let result = state.server.read(&opts, |c| c.services(&filter)).await?;
+    reply::read(&params, &result, &result.answer.value)
+}
+
+pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let result = state.server.read(&opts, |c| c.service_nodes(&name, &filter)).await?;
+    let body: Vec<CatalogServiceEntry> = result.answer.value.iter().map(CatalogServiceEntry::from).collect();
+    reply::read(&params, &result, &body)
+}
+
+pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let result = state.server.read(&opts, |c| c.node_services(&node)).await?;
+    match &result.answer.value {
+        None => reply::read(&params, &result, &serde_json::Value::Null),
+        Some((n, services)) => {
+            let services = services.iter().map(|s| (s.id.as_str(), s)).collect();
+            reply::read(&params, &result, &NodeServices { node: n, services })
+        }
+    }
+}
+
+pub async fn node_services(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let result = state.server.read(&opts, |c| c.node_services(&node)).await?;
+    match &result.answer.value {
+        None => reply::read(&params, &result, &serde_json::Value::Null),
+        Some((n, services)) => reply::read(&params, &result, &NodeServiceList { node: n, services }),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RegisterBody {
+    #[serde(deserialize_with = "lenient::string")]
+    id: String,
+    #[serde(deserialize_with = "lenient::string")]
+    node: String,
+    #[serde(deserialize_with = "lenient::string")]
+    address: String,
+    #[serde(deserialize_with = "lenient::string")]
+    datacenter: String,
+    #[serde(deserialize_with = "lenient::map")]
+    taggedaddresses: std::collections::BTreeMap<String, String>,
+    #[serde(deserialize_with = "lenient::map")]
+    nodemeta: std::collections::BTreeMap<String, String>,
+    service: Option<ServiceDef>,
+    check: Option<CheckDef>,
+    #[serde(deserialize_with = "lenient::list")]
+    checks: Vec<CheckDef>,
+    skipnodeupdate: bool,
+}
+
+pub async fn register(State(state): State<Shared>, body: Bytes) -> HttpResult {
+    let body: RegisterBody = json::decode(&body)?;
+    if body.node.is_empty() {
+        return Err(HttpError::bad_request("Must provide node"));
+    }
+    if body.address.is_empty() && !body.skipnodeupdate {
+        return Err(HttpError::bad_request("Must provide address if SkipNodeUpdate is not set"));
+    }
+    if !body.datacenter.is_empty() && !body.datacenter.eq_ignore_ascii_case(&state.config.datacenter) {
+        return Err(HttpError::internal("No path to datacenter"));
+    }
+    let service = match body.service {
+        None => None,
+        Some(def) => {
+            let (mut svc, _) = def.into_parts().map_err(HttpError::bad_request)?;
+            if svc.service.is_empty() {
+                return Err(HttpError::bad_request("Must provide service name"));
+            }
+            if svc.id.is_empty() {
+                svc.id = svc.service.clone();
+            }
+            Some(svc)
+        }
+    };
+    let mut checks = Vec::new();
+    for def in body.check.into_iter().chain(body.checks) {
+        let mut spec = def.into_spec(CheckPolicy::default(), true).map_err(HttpError::bad_request)?;
+        if spec.check.check_id.is_empty() {
+            spec.check.check_id = spec.check.name.clone();
+        }
+        if spec.check.check_id.is_empty() {
+            return Err(HttpError::bad_request("Must provide a CheckID or Name for each check"));
+        }
+        checks.push(spec.check);
+    }
+    let node = Node {
+        id: body.id,
+        node: body.node,
+        address: body.address,
+        datacenter: state.config.datacenter.clone(),
+        tagged_addresses: body.taggedaddresses,
+        meta: body.nodemeta,
+        create_index: 0,
+        modify_index: 0,
+    };
+    let reg = Registration { node, skip_node_update: body.skipnodeupdate, service, checks };
+    write(&state, Command::Register(Box::new(reg))).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DeregisterBody {
+    #[serde(deserialize_with = "lenient::string")]
+    node: String,
+    serviceid: Option<String>,
+    checkid: Option<String>,
+    #[serde(deserialize_with = "lenient::string")]
+    datacenter: String,
+}
+
+pub async fn deregister(State(state): State<Shared>, body: Bytes) -> HttpResult {
+    let body: DeregisterBody = json::decode(&body)?;
+    if body.node.is_empty() {
+        return Err(HttpError::bad_request("Must provide node"));
+    }
+    if !body.datacenter.is_empty() && !body.datacenter.eq_ignore_ascii_case(&state.config.datacenter) {
+        return Err(HttpError::internal("No path to datacenter"));
+    }
+    let dereg = Deregistration {
+        node: body.node,
+        service_id: body.serviceid.filter(|s| !s.is_empty()),
+        check_id: body.checkid.filter(|s| !s.is_empty()),
+    };
+    write(&state, Command::Deregister(dereg)).await
+}
+
+async fn write(state: &Shared, command: Command) -> HttpResult {
+    match state.server.write(command).await? {
+        Response::Error(e) => Err(HttpError::internal(e.to_string())),
+        _ => Ok(reply::boolean(true)),
+    }
+}

@@ -1,0 +1,42 @@
+//! `/v1/health/*`.
+
+use axum::extract::{Path, State};
+use legate_core::catalog::Status;
+
+use super::error::{HttpError, HttpResult};
+use super::params::Params;
+use super::views::HealthEntry;
+use super::{reply, Shared};
+
+pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let passing = params.bool("passing")?;
+    let result = state.server.read(&opts, |c| c.service_health(&name, &filter, passing)).await?;
+    let body: Vec<HealthEntry> = result.answer.value.iter().map(HealthEntry::from).collect();
+    reply::read(&params, &result, &body)
+}
+
+pub async fn checks(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let result = state.server.read(&opts, |c| c.service_checks(&name, &filter)).await?;
+    reply::read(&params, &result, &result.answer.value)
+}
+
+pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
+    let opts = params.query_options()?;
+    let result = state.server.read(&opts, |c| c.node_checks(&node)).await?;
+    reply::read(&params, &result, &result.answer.value)
+}
+
+pub async fn state(State(state): State<Shared>, params: Params, Path(which): Path<String>) -> HttpResult {
+    let wanted = match which.as_str() {
+        "any" => None,
+        other => Some(Status::parse(other).ok_or_else(|| HttpError::bad_request("Invalid check state"))?),
+    };
+    let opts = params.query_options()?;
+    let filter = params.filter()?;
+    let result = state.server.read(&opts, |c| c.checks_in_state(wanted, &filter)).await?;
+    reply::read(&params, &result, &result.answer.value)
+}

@@ -1,0 +1,172 @@
+//! Consul's HTTP API (port 8500, prefix `/v1`) over axum.
+//!
+//! Handlers parse and validate at the edge (bad input is a 4xx with Consul's text, never a
+//! panic), call the runtime (`Server` for replicated state, `LocalSync` for the agent's own
+//! services and checks) and render Consul's JSON.
+
+mod agent;
+mod catalog;
+mod error;
+mod health;
+pub mod json;
+mod kv;
+pub mod params;
+mod reply;
+mod session;
+mod status;
+mod txn;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use legate_runtime::local::LocalSync;
+use legate_runtime::Server;
+use tower::ServiceExt as _;
+
+pub use error::HttpError;
+use params::Params;
+
+use crate::config::AgentConfig;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub server: Server,
+    pub local: LocalSync,
+    pub config: Arc<AgentConfig>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Params::from_uri(&parts.uri))
+    }
+}
+
+/// All routes of the API.
+pub fn router(state: Shared) -> Router {
+    let v1 = Router::new()
+        .route("/kv", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/kv/", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/txn", put(txn::txn).post(txn::txn))
+        .route("/catalog/datacenters", get(catalog::datacenters))
+        .route("/catalog/nodes", get(catalog::nodes))
+        .route("/catalog/services", get(catalog::services))
+        .route("/catalog/service/{name}", get(catalog::service))
+        .route("/catalog/node/{node}", get(catalog::node))
+        .route("/catalog/node-services/{node}", get(catalog::node_services))
+        .route("/catalog/register", put(catalog::register).post(catalog::register))
+        .route("/catalog/deregister", put(catalog::deregister).post(catalog::deregister))
+        .route("/health/service/{name}", get(health::service))
+        .route("/health/checks/{name}", get(health::checks))
+        .route("/health/node/{node}", get(health::node))
+        .route("/health/state/{state}", get(health::state))
+        .route("/session/create", put(session::create).post(session::create))
+        .route("/session/destroy/{id}", put(session::destroy).post(session::destroy))
+        .route("/session/renew/{id}", put(session::renew).post(session::renew))
+        .route("/session/info/{id}", get(session::info))
+        .route("/session/node/{node}", get(session::node))
+        .route("/session/list", get(session::list))
+        .route("/status/leader", get(status::leader))
+        .route("/status/peers", get(status::peers))
+        .route("/agent/self", get(agent::self_info))
+        .route("/agent/members", get(agent::members))
+        .route("/agent/services", get(agent::services))
+        .route("/agent/service/{*id}", get(agent::service))
+        .route("/agent/checks", get(agent::checks))
+        .route("/agent/service/register", put(agent::register_service).post(agent::register_service))
+        .route("/agent/service/deregister/{*id}", put(agent::deregister_service).post(agent::deregister_service))
+        .route("/agent/check/register", put(agent::register_check).post(agent::register_check))
+        .route("/agent/check/deregister/{*id}", put(agent::deregister_check).post(agent::deregister_check))
+        .route("/agent/check/pass/{*id}", put(agent::check_pass).post(agent::check_pass))
+        .route("/agent/check/warn/{*id}", put(agent::check_warn).post(agent::check_warn))
+        .route("/agent/check/fail/{*id}", put(agent::check_fail).post(agent::check_fail))
+        .route("/agent/check/update/{*id}", put(agent::check_update).post(agent::check_update))
+        .route("/agent/health/service/name/{name}", get(agent::health_by_name))
+        .route("/agent/health/service/id/{*id}", get(agent::health_by_id))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), scope));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(legate_core::limits::REQUEST_BODY_SIZE_MAX_BYTES))
+        .with_state(state)
+}
+
+/// Rejects other namespaces, partitions and datacenters before any handler runs.
+async fn scope(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let params = Params::from_uri(request.uri());
+    match params::check_scope(&params, request.headers(), &state.config.datacenter) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn not_found() -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+async fn method_not_allowed(request: Request) -> HttpError {
+    HttpError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {} not allowed", request.method()))
+}
+
+/// Collapses repeated slashes in the path (a Go client sends `/v1/kv//a` for key `/a`'s
+/// neighbour `a`), keeping a trailing slash, which is part of a KV key.
+pub fn clean_path(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    if !path.contains("//") {
+        return None;
+    }
+    let mut cleaned = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && cleaned.ends_with('/') {
+            continue;
+        }
+        cleaned.push(c);
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{cleaned}?{q}"),
+        None => cleaned,
+    };
+    pq.parse().ok()
+}
+
+/// Serves the API on `addr` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: Shared) -> std::io::Result<()> {
+    let app = router(state);
+    let app = tower::service_fn(move |mut request: Request| {
+        if let Some(uri) = clean_path(request.uri()) {
+            *request.uri_mut() = uri;
+        }
+        app.clone().oneshot(request)
+    });
+    axum::serve(listener, tower::make::Shared::new(app)).await
+}
+
+/// Binds the HTTP listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_slashes_collapse_and_trailing_slash_stays() {
+        let u: Uri = "/v1/kv//a/b/?recurse".parse().unwrap();
+        assert_eq!(clean_path(&u).unwrap().to_string(), "/v1/kv/a/b/?recurse");
+        assert!(clean_path(&"/v1/kv/a".parse().unwrap()).is_none());
+    }
+}
