@@ -45,6 +45,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let node = self_node(&cfg);
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
     let server = Server::start_dev(ServerConfig::dev(node.clone(), rpc_addr), clock).await?;
+    server.wait_registered(&node.node).await?;
     let local = LocalSync::start(node, server.clone(), clock);
 
     let http_listener = match cfg.http_port {
@@ -114,10 +115,5 @@ async fn wait_for_signal() {
 }
 
 fn uuid_v4() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let mut b = bytes;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }

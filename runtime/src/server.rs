@@ -366,6 +366,24 @@ impl Server {
         }
     }
 
+    /// Waits until this server's own node is in the catalog with its `serfHealth` check, so
+    /// that the first sessions (tied to `serfHealth` by default) can be created.
+    pub async fn wait_registered(&self, node: &str) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+        let mut min_index = 0;
+        loop {
+            let opts = QueryOptions { consistency: Consistency::Stale, min_index, wait_ms: Some(1_000) };
+            let result = self.read(&opts, |c| c.node_checks(node)).await.map_err(|e| e.to_string())?;
+            if result.answer.value.iter().any(|c| c.check_id == legate_core::leader::SERF_CHECK_ID) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("this server did not register itself within {LEADER_WAIT_MS} ms"));
+            }
+            min_index = result.answer.index;
+        }
+    }
+
     /// Stops Raft.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
