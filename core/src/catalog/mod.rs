@@ -124,7 +124,8 @@ impl Catalog {
     /// Records that Raft applied an entry with no catalog effect (a blank or membership
     /// entry), so that `last_index` follows the log.
     pub fn apply_noop(&mut self, index: u64) {
-        assert!(index > self.last_index, "apply index {index} not above {}", self.last_index);
+        // Raft's very first entry (the initial membership) sits at index 0.
+        assert!(index > self.last_index || index == 0, "apply index {index} not above {}", self.last_index);
         self.last_index = index;
     }
 
