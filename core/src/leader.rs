@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::catalog::{Command, HealthCheck, Node, Registration, Session, Status};
+use crate::catalog::{Command, HealthCheck, Node, Registration, Service, Session, Status};
 use crate::limits;
 
 /// The ID and name of the check that tracks a node's membership (Consul's).
@@ -36,6 +36,7 @@ pub enum TimerReason {
 #[derive(Debug)]
 pub struct LeaderDuties {
     self_node: Node,
+    server_port: u16,
     leading: bool,
     session_deadlines: BTreeMap<String, u64>,
     next_reap_ms: Option<u64>,
@@ -43,10 +44,12 @@ pub struct LeaderDuties {
 }
 
 impl LeaderDuties {
-    /// `self_node` is this server's catalog record, registered whenever it becomes leader.
-    pub fn new(self_node: Node) -> Self {
+    /// `self_node` is this server's catalog record, registered (with the `consul` service on
+    /// `server_port`) whenever it becomes leader.
+    pub fn new(self_node: Node, server_port: u16) -> Self {
         LeaderDuties {
             self_node,
+            server_port,
             leading: false,
             session_deadlines: BTreeMap::new(),
             next_reap_ms: None,
@@ -69,6 +72,7 @@ impl LeaderDuties {
         }
         self.next_reap_ms = Some(now_ms + limits::TOMBSTONE_REAP_INTERVAL_MS);
         self.outputs.push_back(LeaderOutput::Propose(alive_registration(&self.self_node)));
+        self.outputs.push_back(LeaderOutput::Propose(server_service_registration(&self.self_node, self.server_port)));
     }
 
     /// This node is no longer leader: forget every timer.
@@ -130,6 +134,25 @@ fn deadline(now_ms: u64, ttl_ms: u64) -> u64 {
     now_ms.saturating_add(ttl_ms.saturating_mul(limits::SESSION_TTL_MULTIPLIER))
 }
 
+/// The `consul` service every server has in the catalog (clients such as Prometheus' Consul
+/// discovery find the servers through it).
+pub const SERVER_SERVICE: &str = "consul";
+
+/// Registers a server's `consul` service.
+pub fn server_service_registration(node: &Node, server_port: u16) -> Command {
+    Command::Register(Box::new(Registration {
+        node: node.clone(),
+        skip_node_update: false,
+        service: Some(Service {
+            id: SERVER_SERVICE.to_string(),
+            service: SERVER_SERVICE.to_string(),
+            port: server_port,
+            ..Default::default()
+        }),
+        checks: Vec::new(),
+    }))
+}
+
 /// The registration that marks a member alive: its node record and a passing `serfHealth`.
 pub fn alive_registration(node: &Node) -> Command {
     Command::Register(Box::new(Registration {
@@ -157,11 +180,12 @@ mod tests {
 
     #[test]
     fn ttl_sessions_expire_after_twice_their_ttl_unless_renewed() {
-        let mut d = LeaderDuties::new(Node { node: "n1".into(), ..Default::default() });
+        let mut d = LeaderDuties::new(Node { node: "n1".into(), ..Default::default() }, 8300);
         let a = session("a", "10s");
         let b = session("b", "10s");
         d.handle_became_leader(0, [&a, &b, &session("c", "")]);
         assert!(matches!(d.poll_output(), Some(LeaderOutput::Propose(Command::Register(_)))));
+        assert!(matches!(d.poll_output(), Some(LeaderOutput::Propose(Command::Register(r))) if r.service.is_some()));
         assert_eq!(d.poll_timeout(), Some((20_000, TimerReason::SessionTtl("a".into()))));
         d.handle_session_renewed(15_000, &b);
         d.handle_timeout(19_999);
@@ -175,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_new_leader_restarts_timers_and_a_follower_has_none() {
-        let mut d = LeaderDuties::new(Node::default());
+        let mut d = LeaderDuties::new(Node::default(), 8300);
         let a = session("a", "10s");
         d.handle_became_leader(0, [&a]);
         d.handle_lost_leadership();
@@ -183,15 +207,15 @@ mod tests {
         d.handle_timeout(1_000_000);
         assert_eq!(d.poll_output(), None);
         d.handle_became_leader(1_000_000, [&a]);
-        let _ = d.poll_output();
+        while d.poll_output().is_some() {}
         assert_eq!(d.poll_timeout(), Some((1_020_000, TimerReason::SessionTtl("a".into()))));
     }
 
     #[test]
     fn tombstones_are_reaped_periodically() {
-        let mut d = LeaderDuties::new(Node::default());
+        let mut d = LeaderDuties::new(Node::default(), 8300);
         d.handle_became_leader(0, []);
-        let _ = d.poll_output();
+        while d.poll_output().is_some() {}
         assert_eq!(d.poll_timeout(), Some((limits::TOMBSTONE_REAP_INTERVAL_MS, TimerReason::TombstoneReap)));
         d.handle_timeout(limits::TOMBSTONE_REAP_INTERVAL_MS);
         assert_eq!(

@@ -41,6 +41,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The port of the RPC address (8300 when it cannot be read).
+    pub fn server_port(&self) -> u16 {
+        self.rpc_addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(8300)
+    }
+
     /// Fast timers for a single `-dev` server.
     pub fn dev(node: Node, rpc_addr: String) -> Self {
         ServerConfig {
@@ -154,7 +159,7 @@ impl Server {
             inner: Arc::new(Inner {
                 raft,
                 store,
-                duties: Mutex::new(LeaderDuties::new(config.node.clone())),
+                duties: Mutex::new(LeaderDuties::new(config.node.clone(), config.server_port())),
                 duties_kick: Notify::new(),
                 clock,
                 config,

@@ -11,12 +11,21 @@ use super::error::{HttpError, HttpResult};
 use super::params::Params;
 use super::{reply, Shared};
 
-fn key_of(path: Option<Path<String>>) -> String {
-    path.map(|Path(k)| k).unwrap_or_default()
+/// The key of the request path; overlong keys are the client's error.
+fn key_of(path: Option<Path<String>>) -> Result<String, HttpError> {
+    let key = path.map(|Path(k)| k).unwrap_or_default();
+    if key.len() > limits::KV_KEY_SIZE_MAX_BYTES {
+        return Err(HttpError::bad_request(format!(
+            "Key is too long ({} > {} bytes)",
+            key.len(),
+            limits::KV_KEY_SIZE_MAX_BYTES
+        )));
+    }
+    Ok(key)
 }
 
 pub async fn get(State(state): State<Shared>, params: Params, path: Option<Path<String>>) -> HttpResult {
-    let key = key_of(path);
+    let key = key_of(path)?;
     let opts = params.query_options()?;
     let server = &state.server;
     if params.has("keys") {
@@ -56,7 +65,7 @@ pub async fn put(
     path: Option<Path<String>>,
     body: Bytes,
 ) -> HttpResult {
-    let key = key_of(path);
+    let key = key_of(path)?;
     if key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
@@ -90,7 +99,7 @@ pub async fn put(
 }
 
 pub async fn delete(State(state): State<Shared>, params: Params, path: Option<Path<String>>) -> HttpResult {
-    let key = key_of(path);
+    let key = key_of(path)?;
     let recurse = params.has("recurse");
     if key.is_empty() && !recurse {
         return Err(HttpError::bad_request("Missing key name"));
