@@ -6,11 +6,14 @@ use super::{ApplyError, Catalog, KvEntry, KvOp, KvVerb, Response, Tombstone};
 use crate::limits;
 use crate::watch::WatchKey;
 
+/// A key's state before a transaction first changed it: entry, tombstone, lock-delay end.
+type SavedKey = (String, Option<KvEntry>, Option<Tombstone>, Option<u64>);
+
 /// The saved state of KV keys a transaction changed, to undo them if it rolls back.
 #[derive(Clone, Debug, Default)]
 pub(super) struct KvJournal {
     saved: BTreeSet<String>,
-    prior: Vec<(String, Option<KvEntry>, Option<Tombstone>, Option<u64>)>,
+    prior: Vec<SavedKey>,
     tables_kv: u64,
     touched_len: usize,
 }
@@ -73,7 +76,10 @@ impl Catalog {
     /// Acquires the key's lock for `op.session`. `Ok(None)`: held by another session, or the
     /// key is in lock-delay.
     pub(super) fn kv_lock(&mut self, index: u64, now_ms: u64, op: &KvOp) -> Result<Option<KvEntry>, ApplyError> {
-        if op.session.is_empty() || !self.sessions.contains_key(&op.session) {
+        if op.session.is_empty() {
+            return Err(ApplyError::Invalid("missing session".into()));
+        }
+        if !self.sessions.contains_key(&op.session) {
             return Err(ApplyError::InvalidSession(op.session.clone()));
         }
         let (create_index, lock_index) = match self.kv.get(&op.key) {
@@ -130,7 +136,7 @@ impl Catalog {
         }
     }
 
-    fn in_lock_delay(&self, key: &str, now_ms: u64) -> bool {
+    pub(super) fn in_lock_delay(&self, key: &str, now_ms: u64) -> bool {
         self.lock_delays.get(key).is_some_and(|until| now_ms < *until)
     }
 

@@ -150,7 +150,8 @@ impl Catalog {
         for tags in out.values_mut() {
             tags.sort();
         }
-        Answer::new(self.tables.services, out, vec![WatchKey::Services])
+        let (index, watch) = self.with_node_meta(filter, self.tables.services, WatchKey::Services);
+        Answer::new(index, out, watch)
     }
 
     pub fn service_nodes(&self, name: &str, filter: &Filter) -> Answer<Vec<ServiceInstance>> {
@@ -225,7 +226,8 @@ impl Catalog {
             .filter(|((nk, _), _)| filter.node_meta.is_empty() || filter.node_matches(&self.nodes[nk]))
             .map(|(_, c)| c.clone())
             .collect();
-        Answer::new(self.tables.checks, value, vec![WatchKey::Checks])
+        let (index, watch) = self.with_node_meta(filter, self.tables.checks, WatchKey::Checks);
+        Answer::new(index, value, watch)
     }
 
     pub fn session_info(&self, id: &str) -> Answer<Option<Session>> {
@@ -267,6 +269,16 @@ impl Catalog {
                 move |((n, _), _)| *n == nk
             })
             .map(|(_, c)| c)
+    }
+
+    /// A list filtered by node meta also changes when a node's meta does, which touches only
+    /// [`WatchKey::Nodes`]: such a list watches it too and answers the later of both tables.
+    fn with_node_meta(&self, filter: &Filter, table_index: u64, key: WatchKey) -> (u64, Vec<WatchKey>) {
+        if filter.node_meta.is_empty() {
+            (table_index, vec![key])
+        } else {
+            (table_index.max(self.tables.nodes), vec![key, WatchKey::Nodes])
+        }
     }
 
     fn service_index_of(&self, sk: &str) -> u64 {

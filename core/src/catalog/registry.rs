@@ -32,7 +32,7 @@ impl Catalog {
         }
         let nk = name_key(&node.node);
         let node_exists = self.nodes.contains_key(&nk);
-        if !node_exists && node.address.is_empty() {
+        if node.address.is_empty() && (!node_exists || !reg.skip_node_update) {
             return Err(ApplyError::Invalid("Must provide address if SkipNodeUpdate is not set".into()));
         }
         if !node.id.is_empty() {

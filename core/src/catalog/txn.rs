@@ -61,6 +61,9 @@ impl Catalog {
             }
             KvVerb::Lock => match self.kv_lock(index, now_ms, op) {
                 Err(e) => return Err(e.to_string()),
+                Ok(None) if self.in_lock_delay(key, now_ms) => {
+                    return Err(format!("failed to lock key {key:?} due to lock delay"))
+                }
                 Ok(None) => return Err(format!("failed to lock key {key:?}, lock is already held")),
                 Ok(Some(entry)) => entry,
             },
