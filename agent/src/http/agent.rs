@@ -7,7 +7,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use legate_core::agent::AgentError;
 use legate_core::catalog::{HealthCheck, Status};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -164,10 +163,11 @@ pub async fn deregister_service(State(state): State<Shared>, Path(id): Path<Stri
 pub async fn register_check(State(state): State<Shared>, body: Bytes) -> HttpResult {
     let def: CheckDef = json::decode(&body)?;
     let spec = def.into_spec(state.config.check_policy(), false).map_err(HttpError::bad_request)?;
-    state.local.change(|a, now| a.register_check(now, spec)).await.map_err(|e| match e {
-        AgentError::UnknownService(_) => HttpError::bad_request(e.to_string()),
-        other => HttpError::bad_request(other.to_string()),
-    })?;
+    state
+        .local
+        .change(|a, now| a.register_check(now, spec))
+        .await
+        .map_err(|e| HttpError::bad_request(e.to_string()))?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -218,19 +218,18 @@ pub async fn check_update(State(state): State<Shared>, Path(id): Path<String>, b
     update_ttl(&state, id, status, b.output).await
 }
 
-/// Consul's local health endpoints answer 200/429/503 by the aggregate status.
-fn health_answer(params: &Params, entries: Vec<Value>, worst: Option<Status>) -> HttpResult {
-    let status = match worst {
-        None => return Err(HttpError::not_found("ServiceName or ServiceID not found")),
-        Some(Status::Passing) => StatusCode::OK,
-        Some(Status::Warning) => StatusCode::TOO_MANY_REQUESTS,
-        Some(Status::Critical) => StatusCode::SERVICE_UNAVAILABLE,
+/// Consul's local health endpoints answer 200/429/503 by the aggregate status, as JSON or,
+/// with `?format=text`, as the bare status word.
+fn health_answer<B: serde::Serialize>(params: &Params, body: &B, worst: Status) -> HttpResult {
+    let code = match worst {
+        Status::Passing => StatusCode::OK,
+        Status::Warning => StatusCode::TOO_MANY_REQUESTS,
+        Status::Critical => StatusCode::SERVICE_UNAVAILABLE,
     };
     if params.get("format") == Some("text") {
-        let text = worst.map_or("", |s| s.as_str()).to_string();
-        return Ok((status, text).into_response());
+        return Ok((code, worst.as_str().to_string()).into_response());
     }
-    reply::json(params, status, &entries)
+    reply::json(params, code, body)
 }
 
 fn service_health(
@@ -260,24 +259,15 @@ fn service_health(
 }
 
 pub async fn health_by_name(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
-    let (entries, worst) = service_health(&state, |s| s.service == name);
-    health_answer(&params, entries, worst)
+    match service_health(&state, |s| s.service == name) {
+        (entries, Some(worst)) => health_answer(&params, &entries, worst),
+        (_, None) => Err(HttpError::not_found(format!("ServiceName {name:?} not found"))),
+    }
 }
 
 pub async fn health_by_id(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
-    let (mut entries, worst) = service_health(&state, |s| s.id == id);
-    match entries.pop() {
-        Some(entry) => {
-            let status = match worst {
-                Some(Status::Passing) | None => StatusCode::OK,
-                Some(Status::Warning) => StatusCode::TOO_MANY_REQUESTS,
-                Some(Status::Critical) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            if params.get("format") == Some("text") {
-                return Ok((status, worst.map_or("", |s| s.as_str()).to_string()).into_response());
-            }
-            reply::json(&params, status, &entry)
-        }
-        None => Err(HttpError::not_found(format!("ServiceID {id:?} not found"))),
+    match service_health(&state, |s| s.id == id) {
+        (mut entries, Some(worst)) if entries.len() == 1 => health_answer(&params, &entries.remove(0), worst),
+        _ => Err(HttpError::not_found(format!("ServiceID {id:?} not found"))),
     }
 }
