@@ -216,3 +216,26 @@ fn an_unrenewed_ttl_check_turns_critical() {
     assert!(after >= Duration::from_millis(900), "critical after {after:?}, before the 1 s TTL");
     assert_eq!(get_json(&agent, "/v1/agent/checks")["service:api"]["Status"], json!("critical"));
 }
+
+#[test]
+fn agent_local_health_answers_by_aggregate_status() {
+    // Set up: one instance of api with a TTL check, critical at registration.
+    let agent = Agent::start_dev(&[]);
+    put_ok(&agent, "/v1/agent/service/register", r#"{"Name":"api","ID":"api-1","Check":{"TTL":"30s"}}"#);
+
+    // Act and assert: 503 while critical, 429 on warning (text form), 200 once passing.
+    let critical = agent.get("/v1/agent/health/service/name/api");
+    assert_eq!(critical.status, 503, "{}", critical.text());
+    assert_eq!(critical.json()[0]["AggregatedStatus"], json!("critical"));
+
+    put_ok(&agent, "/v1/agent/check/warn/service:api-1", "");
+    let warning = agent.get("/v1/agent/health/service/id/api-1?format=text");
+    assert_eq!((warning.status, warning.text().as_str()), (429, "warning"));
+
+    put_ok(&agent, "/v1/agent/check/pass/service:api-1", "");
+    let passing = agent.get("/v1/agent/health/service/id/api-1");
+    assert_eq!(passing.status, 200, "{}", passing.text());
+    assert_eq!(passing.json()["Service"]["ID"], json!("api-1"));
+
+    assert_eq!(agent.get("/v1/agent/health/service/name/nope").status, 404);
+}
