@@ -28,6 +28,9 @@
 //! # Pieces
 //!
 //! - [`runtime`]: openraft's [`AsyncRuntime`](openraft_rt::AsyncRuntime) on madsim.
+//! - [`check`]: the checkers, one property per file.
+//! - [`disk`]: the simulated disk (unsynced writes lost on crash, torn tails, bit flips).
+//! - [`scenario`]: Jepsen-style scenario files.
 //!
 //! [madsim]: https://docs.rs/madsim
 
@@ -43,7 +46,13 @@ compile_error!(
 
 // Gated too, so that a build without the cfg shows the one error above and not a cascade.
 #[cfg(any(madsim, doc))]
+pub mod check;
+#[cfg(any(madsim, doc))]
+pub mod disk;
+#[cfg(any(madsim, doc))]
 pub mod runtime;
+#[cfg(any(madsim, doc))]
+pub mod scenario;
 
 #[cfg(any(madsim, doc))]
 pub use runtime::MadsimRuntime;

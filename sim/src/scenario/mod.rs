@@ -1,0 +1,1 @@
+//! Jepsen-style scenario files (`scenarios/*.toml`).
