@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use legate_core::catalog::Node;
 use legate_runtime::clock::Clock;
-use legate_runtime::local::LocalSync;
-use legate_runtime::server::{Server, ServerConfig};
+use legate_runtime::dev;
 
 use crate::config::AgentConfig;
 use crate::http::{self, AppState};
@@ -44,9 +43,9 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let clock = Clock::default();
     let node = self_node(&cfg);
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
-    let server = Server::start_dev(ServerConfig::dev(node.clone(), rpc_addr), clock).await?;
+    let server = dev::start_dev_server(node.clone(), rpc_addr, clock).await?;
     server.wait_registered(&node.node).await?;
-    let local = LocalSync::start(node, server.clone(), clock);
+    let local = dev::start_local(node, server.clone(), clock);
 
     let http_listener = match cfg.http_port {
         Some(port) => {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::limits;
 
 /// One thing a query's result depends on. Names are the lower-cased lookup keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum WatchKey {
     /// One KV key (also what a KV write touches).
     Kv(String),

@@ -1,13 +1,19 @@
-//! Legate's tokio shell: it drives the sans-IO core with a real clock, real randomness and
-//! openraft on tokio, and carries out the core's outputs. No protocol decision lives here:
-//! what to propose, when a session expires, what a blocking query waits on — all of that is
-//! decided in `legate-core`; this crate only supplies time, tasks and I/O.
+//! Legate's server and agent logic over real I/O, plus its tokio shell.
 //!
-//! * [`server::Server`] — a Raft server: the write path (stamp, propose, wait), the read path
-//!   (consistency modes, blocking queries) and the leader's timer-driven duties.
+//! No protocol decision lives here: what to propose, when a session expires, what a blocking
+//! query waits on — all of that is decided in `legate-core`. This crate supplies the async
+//! plumbing around it:
+//!
+//! * [`server::Server`] — a Raft server: the write path (stamp, propose, forward to the
+//!   leader), the read path (consistency modes, blocking queries) and the leader's duties.
 //! * [`local::LocalSync`] — the agent's own services and checks, synced into the catalog.
+//!
+//! Both are generic over openraft's `AsyncRuntime` and a [`server::Transport`], so the
+//! simulator runs them on madsim exactly as the agent runs them on tokio. The tokio-only parts
+//! are [`dev`] (a `-dev` server) and the clock.
 
 pub mod clock;
+pub mod dev;
 pub mod local;
 pub mod server;
 

@@ -1,49 +1,59 @@
 //! The agent's own services and checks ([`LocalAgent`]), synced into the catalog through a
-//! server, in the order the changes were made.
+//! server, in the order the changes were made. Generic over the async runtime, like
+//! [`Server`]; the driver spawns [`LocalSync::run`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::channel::mpsc;
+use futures::StreamExt as _;
 use legate_core::agent::{AgentOutput, LocalAgent};
 use legate_core::catalog::{Command, Node, Response};
+use openraft_rt::{AsyncRuntime, Select2};
 
 use crate::clock::Clock;
-use crate::server::Server;
+use crate::server::{Server, Transport};
 
 /// How long a failed sync waits before it is tried again.
 const SYNC_RETRY_MS: u64 = 1_000;
 
 /// The local agent state and its sync to the catalog. Clones share.
-#[derive(Clone)]
-pub struct LocalSync {
-    inner: Arc<Inner>,
+pub struct LocalSync<Rt: AsyncRuntime, T: Transport> {
+    inner: Arc<Inner<Rt, T>>,
 }
 
-struct Inner {
+impl<Rt: AsyncRuntime, T: Transport> Clone for LocalSync<Rt, T> {
+    fn clone(&self) -> Self {
+        LocalSync { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<Rt: AsyncRuntime, T: Transport> {
     agent: Mutex<LocalAgent>,
     /// Commands not yet applied, oldest first; held across the proposals so syncs never
     /// reorder.
-    pending: tokio::sync::Mutex<VecDeque<Command>>,
-    kick: tokio::sync::Notify,
-    server: Server,
+    pending: futures::lock::Mutex<VecDeque<Command>>,
+    kick: Mutex<mpsc::Sender<()>>,
+    wake: Mutex<Option<mpsc::Receiver<()>>>,
+    server: Server<Rt, T>,
     clock: Clock,
 }
 
-impl LocalSync {
-    /// Starts the agent for `node` (its first sync registers the node) and its timer task.
-    pub fn start(node: Node, server: Server, clock: Clock) -> LocalSync {
-        let sync = LocalSync {
+impl<Rt: AsyncRuntime, T: Transport> LocalSync<Rt, T> {
+    /// The agent for `node`; its first sync registers the node. Spawn [`LocalSync::run`].
+    pub fn new(node: Node, server: Server<Rt, T>, clock: Clock) -> Self {
+        let (kick, wake) = mpsc::channel(1);
+        LocalSync {
             inner: Arc::new(Inner {
                 agent: Mutex::new(LocalAgent::new(node)),
-                pending: tokio::sync::Mutex::new(VecDeque::new()),
-                kick: tokio::sync::Notify::new(),
+                pending: futures::lock::Mutex::new(VecDeque::new()),
+                kick: Mutex::new(kick),
+                wake: Mutex::new(Some(wake)),
                 server,
                 clock,
             }),
-        };
-        tokio::spawn(sync.clone().run());
-        sync
+        }
     }
 
     /// The monotonic time the agent's timers run on.
@@ -52,20 +62,20 @@ impl LocalSync {
     }
 
     /// Reads the local state.
-    pub fn read<T>(&self, f: impl FnOnce(&LocalAgent) -> T) -> T {
+    pub fn read<R>(&self, f: impl FnOnce(&LocalAgent) -> R) -> R {
         f(&self.lock())
     }
 
     /// Changes the local state, then syncs what changed to the catalog before returning (so
     /// a client reads its own registration back). A failed sync is retried in the background;
     /// the local change stands either way, as in Consul.
-    pub async fn change<T>(&self, f: impl FnOnce(&mut LocalAgent, u64) -> T) -> T {
+    pub async fn change<R>(&self, f: impl FnOnce(&mut LocalAgent, u64) -> R) -> R {
         let result = {
             let mut agent = self.lock();
             f(&mut agent, self.inner.clock.mono_ms())
         };
         self.flush().await;
-        self.inner.kick.notify_one();
+        let _ = self.inner.kick.lock().unwrap_or_else(|p| p.into_inner()).try_send(());
         result
     }
 
@@ -101,8 +111,11 @@ impl LocalSync {
         true
     }
 
-    /// Fires TTL timers and retries failed syncs.
-    async fn run(self) {
+    /// Fires TTL timers and retries failed syncs. Runs forever; spawn it once.
+    pub async fn run(self) {
+        let Some(mut wake) = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         loop {
             let synced = self.flush().await;
             let now = self.inner.clock.mono_ms();
@@ -111,10 +124,8 @@ impl LocalSync {
             if !synced {
                 sleep_ms = sleep_ms.min(SYNC_RETRY_MS);
             }
-            tokio::select! {
-                biased;
-                _ = self.inner.kick.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            if let Select2::First(None) = Rt::select2(wake.next(), Rt::sleep(Duration::from_millis(sleep_ms))).await {
+                return;
             }
             let now = self.inner.clock.mono_ms();
             self.lock().handle_timeout(now);

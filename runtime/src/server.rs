@@ -1,43 +1,54 @@
-//! A Raft server on tokio: openraft with the catalog state machine, the write path, the read
-//! path with Consul's consistency modes and blocking queries, and the leader's duties.
+//! A Legate server: openraft with the catalog state machine, the write path (stamp, propose,
+//! forward to the leader), the read path (Consul's consistency modes, blocking queries,
+//! forwarding) and the leader's timer-driven duties.
+//!
+//! Generic over openraft's [`AsyncRuntime`] and a [`Transport`] to the other servers, so the
+//! tokio agent and the madsim simulator run this same code: the simulator is not a model of the
+//! server, it *is* the server on a virtual clock and network. Nothing here touches tokio or a
+//! socket; the driver builds the Raft instance (with its log store and network), supplies the
+//! transport, and spawns [`Server::run_duties`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use legate_core::catalog::{Answer, ApplyError, Catalog, Command, Node, Request, Response, Session};
-use legate_core::leader::{LeaderDuties, LeaderOutput};
+use futures::channel::mpsc;
+use futures::StreamExt as _;
+use legate_core::catalog::{Answer, ApplyError, Command, Query, QueryValue, Request, Response, Session};
+use legate_core::leader::{LeaderDuties, LeaderOutput, SERF_CHECK_ID};
 use legate_core::limits;
-use legate_core::raft::{CatalogStore, MemLogStore, NoPeers, ServerNode, TypeConfig, Watched};
+use legate_core::raft::{CatalogStore, ServerNode, TypeConfig, Watched};
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ReadPolicy, ServerState};
-use openraft_rt::WatchReceiver;
-use openraft_rt_tokio::TokioRuntime;
-use tokio::sync::Notify;
+use openraft_rt::{AsyncRuntime, Instant as _, Select3, WatchReceiver};
+use rand_core010::Rng as _;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 
-/// openraft's type configuration on tokio.
-pub type Tc = TypeConfig<TokioRuntime>;
-/// The catalog state machine on tokio.
-pub type Store = CatalogStore<Tc>;
-type Raft = openraft::Raft<Tc, Store>;
+/// The catalog state machine for runtime `Rt`.
+pub type Store<Rt> = CatalogStore<TypeConfig<Rt>>;
+/// The openraft instance for runtime `Rt`.
+pub type Raft<Rt> = openraft::Raft<TypeConfig<Rt>, Store<Rt>>;
 
 /// How long a request waits for a leader before failing with `No cluster leader` (Consul's).
 pub const LEADER_WAIT_MS: u64 = 7_000;
 
-/// What a server needs to start.
+/// How long a forwarded request may take beyond its own blocking wait.
+pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
+
+/// Pause between attempts while the leader is unknown or moving.
+const ROUTE_RETRY_MS: u64 = 50;
+
+/// What a server needs to know about itself.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// The Raft node id.
     pub raft_id: u64,
     /// This server's own catalog record (registered with `serfHealth` when it leads).
-    pub node: Node,
+    pub node: legate_core::catalog::Node,
     /// `host:port` of the server RPC listener, as `/v1/status/leader` reports it.
     pub rpc_addr: String,
-    pub heartbeat_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
 }
 
 impl ServerConfig {
@@ -45,22 +56,10 @@ impl ServerConfig {
     pub fn server_port(&self) -> u16 {
         self.rpc_addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(8300)
     }
-
-    /// Fast timers for a single `-dev` server.
-    pub fn dev(node: Node, rpc_addr: String) -> Self {
-        ServerConfig {
-            raft_id: 1,
-            node,
-            rpc_addr,
-            heartbeat_ms: 50,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
-        }
-    }
 }
 
 /// Consul's read consistency modes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
     /// The leader answers from its state.
     #[default]
@@ -83,7 +82,7 @@ impl Consistency {
 }
 
 /// Options of a replicated read.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryOptions {
     pub consistency: Consistency,
     /// Block until the result's index exceeds this (0: answer at once).
@@ -93,7 +92,7 @@ pub struct QueryOptions {
 }
 
 /// A read's answer with what the `X-Consul-*` headers report.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryResult<T> {
     pub answer: Answer<T>,
     pub known_leader: bool,
@@ -102,74 +101,123 @@ pub struct QueryResult<T> {
 }
 
 /// Why a write failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum WriteError {
     #[error("No cluster leader")]
     NoLeader,
+    /// The request may or may not have been applied (a lost forward, a leader change after
+    /// the entry was appended).
+    #[error("rpc error: {0}")]
+    Unknown(String),
     #[error("{0}")]
     Internal(String),
 }
 
 /// Why a read failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ReadError {
     #[error("No cluster leader")]
     NoLeader,
+    #[error("rpc error: {0}")]
+    Rpc(String),
     #[error("{0}")]
     Internal(String),
 }
 
-/// A running Raft server. Clones share it.
-#[derive(Clone)]
-pub struct Server {
-    inner: Arc<Inner>,
+/// A request one server forwards to another (to the leader, mostly).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerRequest {
+    Write(Command),
+    CreateSession(Session),
+    RenewSession(String),
+    Read { opts: QueryOptions, query: Query },
 }
 
-struct Inner {
-    raft: Raft,
-    store: Store,
+/// The answer to a [`ServerRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerResponse {
+    Written(Response),
+    SessionCreated(Result<Session, ApplyError>),
+    SessionRenewed(Option<Session>),
+    Read(QueryResult<QueryValue>),
+    /// The receiver does not lead (any more); nothing was done.
+    NotLeader,
+    WriteFailed(WriteError),
+    ReadFailed(ReadError),
+}
+
+/// Reaches other servers. An error means the call may or may not have been carried out.
+pub trait Transport: Send + Sync + 'static {
+    fn call(
+        &self,
+        target: &ServerNode,
+        request: ServerRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ServerResponse, String>> + Send;
+}
+
+/// The transport of a server with no peers (`-dev`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTransport;
+
+impl Transport for NoTransport {
+    async fn call(&self, target: &ServerNode, _: ServerRequest, _: Duration) -> Result<ServerResponse, String> {
+        Err(format!("no route to {target}: this server has no peers"))
+    }
+}
+
+/// Where a request goes.
+enum Route {
+    Local,
+    Remote(ServerNode),
+}
+
+/// A running server. Clones share it.
+pub struct Server<Rt: AsyncRuntime, T: Transport> {
+    inner: Arc<Inner<Rt, T>>,
+}
+
+impl<Rt: AsyncRuntime, T: Transport> Clone for Server<Rt, T> {
+    fn clone(&self) -> Self {
+        Server { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<Rt: AsyncRuntime, T: Transport> {
+    raft: Raft<Rt>,
+    store: Store<Rt>,
     duties: Mutex<LeaderDuties>,
-    duties_kick: Notify,
+    duties_kick: Mutex<mpsc::Sender<()>>,
+    duties_wake: Mutex<Option<mpsc::Receiver<()>>>,
     clock: Clock,
     config: ServerConfig,
+    transport: T,
 }
 
-impl Server {
-    /// Starts a single-voter server that keeps its log in memory (`-dev`), and bootstraps it.
-    pub async fn start_dev(config: ServerConfig, clock: Clock) -> Result<Server, String> {
-        let raft_config = openraft::Config {
-            cluster_name: "legate".into(),
-            heartbeat_interval: config.heartbeat_ms,
-            election_timeout_min: config.election_timeout_min_ms,
-            election_timeout_max: config.election_timeout_max_ms,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| format!("invalid Raft configuration: {e}"))?;
-        let store = Store::new();
-        let raft =
-            Raft::new(config.raft_id, Arc::new(raft_config), NoPeers, MemLogStore::<Tc>::default(), store.clone())
-                .await
-                .map_err(|e| format!("starting Raft: {e}"))?;
-        let me = ServerNode { name: config.node.node.clone(), rpc_addr: config.rpc_addr.clone() };
-        let mut members = BTreeMap::new();
-        members.insert(config.raft_id, me);
-        raft.initialize(members).await.map_err(|e| format!("bootstrapping Raft: {e}"))?;
-        let server = Server {
+impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
+    /// Wraps a built (and, if new, bootstrapped) Raft instance. The caller spawns
+    /// [`Server::run_duties`].
+    pub fn new(raft: Raft<Rt>, store: Store<Rt>, config: ServerConfig, clock: Clock, transport: T) -> Self {
+        let (kick, wake) = mpsc::channel(1);
+        Server {
             inner: Arc::new(Inner {
                 raft,
                 store,
                 duties: Mutex::new(LeaderDuties::new(config.node.clone(), config.server_port())),
-                duties_kick: Notify::new(),
+                duties_kick: Mutex::new(kick),
+                duties_wake: Mutex::new(Some(wake)),
                 clock,
                 config,
+                transport,
             }),
-        };
-        tokio::spawn(server.clone().run_duties());
-        Ok(server)
+        }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn raft(&self) -> &Raft<Rt> {
+        &self.inner.raft
+    }
+
+    pub fn store(&self) -> &Store<Rt> {
         &self.inner.store
     }
 
@@ -207,101 +255,204 @@ impl Server {
         peers
     }
 
-    /// Waits up to [`LEADER_WAIT_MS`] for this server to lead. (Forwarding to a remote
-    /// leader arrives with multi-server clusters.)
-    async fn wait_for_leadership(&self) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+    fn deadline_in(ms: u64) -> Rt::Instant {
+        Rt::Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// Finds where a leader-only request goes, waiting for a leader until `deadline`.
+    async fn route(&self, deadline: Rt::Instant) -> Option<Route> {
         let mut metrics = self.inner.raft.metrics();
         loop {
             if self.is_leader() {
-                return true;
+                return Some(Route::Local);
             }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            if let Some((id, node)) = self.leader() {
+                if id != self.inner.config.raft_id {
+                    return Some(Route::Remote(node));
+                }
+            }
+            if Rt::Instant::now() >= deadline {
+                return None;
+            }
+            match Rt::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return self.is_leader(),
+                Ok(Err(_)) | Err(_) => return None,
             }
         }
     }
 
-    /// Proposes a command (stamped with the wall clock) and waits until it is applied.
-    pub async fn write(&self, command: Command) -> Result<Response, WriteError> {
-        if !self.wait_for_leadership().await {
-            return Err(WriteError::NoLeader);
+    async fn pause_before_retry(deadline: Rt::Instant) -> bool {
+        let next = Self::deadline_in(ROUTE_RETRY_MS);
+        if next >= deadline {
+            return false;
         }
+        Rt::sleep_until(next).await;
+        true
+    }
+
+    /// Proposes a command — here if this server leads, else through the leader — and waits
+    /// until it is applied. The leader stamps it with its wall clock.
+    pub async fn write(&self, command: Command) -> Result<Response, WriteError> {
+        match self.leader_call(ServerRequest::Write(command)).await? {
+            ServerResponse::Written(r) => Ok(r),
+            other => Err(WriteError::Internal(format!("unexpected answer to a write: {other:?}"))),
+        }
+    }
+
+    /// Runs a leader-only request here or on the leader. Retries only when the request was
+    /// certainly not carried out (no leader known, or the target no longer leads).
+    async fn leader_call(&self, request: ServerRequest) -> Result<ServerResponse, WriteError> {
+        let deadline = Self::deadline_in(LEADER_WAIT_MS);
+        loop {
+            let answer = match self.route(deadline).await {
+                None => return Err(WriteError::NoLeader),
+                Some(Route::Local) => self.handle_leader_request(request.clone()).await,
+                Some(Route::Remote(node)) => {
+                    let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+                    match self.inner.transport.call(&node, request.clone(), timeout).await {
+                        Ok(answer) => answer,
+                        Err(e) => return Err(WriteError::Unknown(e)),
+                    }
+                }
+            };
+            match answer {
+                ServerResponse::NotLeader => {
+                    if !Self::pause_before_retry(deadline).await {
+                        return Err(WriteError::NoLeader);
+                    }
+                }
+                ServerResponse::WriteFailed(e) => return Err(e),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Carries out a leader-only request on this server; `NotLeader` if it does not lead.
+    async fn handle_leader_request(&self, request: ServerRequest) -> ServerResponse {
+        if !self.is_leader() {
+            return ServerResponse::NotLeader;
+        }
+        match request {
+            ServerRequest::Write(command) => match self.write_local(command).await {
+                Ok(r) => ServerResponse::Written(r),
+                Err(None) => ServerResponse::NotLeader,
+                Err(Some(e)) => ServerResponse::WriteFailed(e),
+            },
+            ServerRequest::CreateSession(session) => self.create_session_local(session).await,
+            ServerRequest::RenewSession(id) => self.renew_session_local(&id),
+            ServerRequest::Read { opts, query } => match self.read_local(&opts, &query).await {
+                Ok(r) => ServerResponse::Read(r),
+                Err(e) => ServerResponse::ReadFailed(e),
+            },
+        }
+    }
+
+    /// Serves a request forwarded by another server.
+    pub async fn handle(&self, request: ServerRequest) -> ServerResponse {
+        match request {
+            ServerRequest::Read { opts, query } if opts.consistency == Consistency::Stale => {
+                match self.read_local(&opts, &query).await {
+                    Ok(r) => ServerResponse::Read(r),
+                    Err(e) => ServerResponse::ReadFailed(e),
+                }
+            }
+            other => self.handle_leader_request(other).await,
+        }
+    }
+
+    /// `Err(None)`: rejected before it was appended (no longer leader): safe to retry.
+    async fn write_local(&self, command: Command) -> Result<Response, Option<WriteError>> {
         let request = Request { now_ms: self.inner.clock.wall_ms(), command };
         match self.inner.raft.client_write(request).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
-            Err(e) => Err(WriteError::Internal(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(None),
+            Err(RaftError::APIError(e @ ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(Some(WriteError::Unknown(e.to_string())))
+            }
+            Err(e) => Err(Some(WriteError::Internal(e.to_string()))),
         }
     }
 
-    /// A replicated read with Consul's consistency modes, blocking on `min_index`.
-    pub async fn read<T>(
-        &self,
-        opts: &QueryOptions,
-        f: impl Fn(&Catalog) -> Answer<T>,
-    ) -> Result<QueryResult<T>, ReadError> {
-        match opts.consistency {
-            Consistency::Stale => {}
-            Consistency::Default => {
-                if !self.wait_for_leadership().await {
-                    return Err(ReadError::NoLeader);
-                }
-            }
-            Consistency::Consistent => {
-                if !self.wait_for_leadership().await {
-                    return Err(ReadError::NoLeader);
-                }
-                self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(|_| ReadError::NoLeader)?;
-            }
+    /// A replicated read with Consul's consistency modes, blocking on `min_index`; default and
+    /// consistent reads are answered by the leader (forwarded when it is another server).
+    pub async fn read(&self, opts: &QueryOptions, query: Query) -> Result<QueryResult<QueryValue>, ReadError> {
+        if opts.consistency == Consistency::Stale {
+            return self.read_local(opts, &query).await;
         }
-        let answer = self.block(opts, &f).await;
+        let request = ServerRequest::Read { opts: *opts, query };
+        match self.leader_call(request).await {
+            Ok(ServerResponse::Read(r)) => Ok(r),
+            Ok(ServerResponse::ReadFailed(e)) => Err(e),
+            Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a read: {other:?}"))),
+            Err(WriteError::NoLeader) => Err(ReadError::NoLeader),
+            Err(WriteError::Unknown(e)) => Err(ReadError::Rpc(e)),
+            Err(WriteError::Internal(e)) => Err(ReadError::Internal(e)),
+        }
+    }
+
+    async fn read_local(&self, opts: &QueryOptions, query: &Query) -> Result<QueryResult<QueryValue>, ReadError> {
+        if opts.consistency == Consistency::Consistent {
+            self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(|_| ReadError::NoLeader)?;
+        }
+        let answer = self.block(opts, |c| c.query(query)).await;
         let known_leader = self.leader().is_some();
         Ok(QueryResult { answer, known_leader, last_contact_ms: 0, consistency: opts.consistency })
     }
 
-    async fn block<T>(&self, opts: &QueryOptions, f: &impl Fn(&Catalog) -> Answer<T>) -> Answer<T> {
+    async fn block<V>(
+        &self,
+        opts: &QueryOptions,
+        f: impl Fn(&legate_core::catalog::Catalog) -> Answer<V>,
+    ) -> Answer<V> {
         let wait_ms = opts.wait_ms.unwrap_or(limits::BLOCKING_WAIT_DEFAULT_MS).min(limits::BLOCKING_WAIT_MAX_MS);
-        let jitter_ms = if wait_ms >= limits::BLOCKING_JITTER_FRACTION {
-            rand::random_range(0..wait_ms / limits::BLOCKING_JITTER_FRACTION)
-        } else {
-            0
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms + jitter_ms);
+        let jitter_span_ms = wait_ms / limits::BLOCKING_JITTER_FRACTION;
+        let jitter_ms = if jitter_span_ms > 0 { random_u64::<Rt>() % jitter_span_ms } else { 0 };
+        let deadline = Self::deadline_in(wait_ms + jitter_ms);
         loop {
-            match self.inner.store.watch(opts.min_index, f) {
+            match self.inner.store.watch(opts.min_index, &f) {
                 Watched::Ready(answer) => return answer,
                 Watched::Pending(answer, mut guard) => {
-                    tokio::select! {
-                        biased;
-                        _ = guard.fired() => continue,
-                        _ = tokio::time::sleep_until(deadline) => return answer,
+                    if Rt::timeout_at(deadline, guard.fired()).await.is_err() {
+                        return answer;
                     }
                 }
             }
         }
     }
 
-    /// Creates a session with a fresh ID; starts its TTL timer if it has a TTL.
-    pub async fn create_session(&self, mut session: Session) -> Result<Result<Session, ApplyError>, WriteError> {
-        session.id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
-        match self.write(Command::SessionCreate(session.clone())).await? {
-            Response::Done => {
-                self.lock_duties().handle_session_renewed(self.inner.clock.mono_ms(), &session);
-                self.inner.duties_kick.notify_one();
-                Ok(Ok(session))
-            }
-            Response::Error(e) => Ok(Err(e)),
+    /// Creates a session with a fresh ID (chosen by the leader); starts its TTL timer.
+    pub async fn create_session(&self, session: Session) -> Result<Result<Session, ApplyError>, WriteError> {
+        match self.leader_call(ServerRequest::CreateSession(session)).await? {
+            ServerResponse::SessionCreated(r) => Ok(r),
             other => Err(WriteError::Internal(format!("unexpected answer to session create: {other:?}"))),
+        }
+    }
+
+    async fn create_session_local(&self, mut session: Session) -> ServerResponse {
+        let bits = (u128::from(random_u64::<Rt>()) << 64) | u128::from(random_u64::<Rt>());
+        session.id = uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid().to_string();
+        match self.write_local(Command::SessionCreate(session.clone())).await {
+            Ok(Response::Done) => {
+                self.lock_duties().handle_session_renewed(self.inner.clock.mono_ms(), &session);
+                self.kick_duties();
+                ServerResponse::SessionCreated(Ok(session))
+            }
+            Ok(Response::Error(e)) => ServerResponse::SessionCreated(Err(e)),
+            Ok(other) => ServerResponse::WriteFailed(WriteError::Internal(format!("unexpected answer {other:?}"))),
+            Err(None) => ServerResponse::NotLeader,
+            Err(Some(e)) => ServerResponse::WriteFailed(e),
         }
     }
 
     /// Renews a TTL session on the leader. `None`: no such session.
     pub async fn renew_session(&self, id: &str) -> Result<Option<Session>, WriteError> {
-        if !self.wait_for_leadership().await {
-            return Err(WriteError::NoLeader);
+        match self.leader_call(ServerRequest::RenewSession(id.to_string())).await? {
+            ServerResponse::SessionRenewed(s) => Ok(s),
+            other => Err(WriteError::Internal(format!("unexpected answer to session renew: {other:?}"))),
         }
+    }
+
+    fn renew_session_local(&self, id: &str) -> ServerResponse {
         let session = self.inner.store.read(|c| c.session(id).cloned());
         let mut duties = self.lock_duties();
         match &session {
@@ -309,17 +460,47 @@ impl Server {
             None => duties.handle_session_gone(id),
         }
         drop(duties);
-        self.inner.duties_kick.notify_one();
-        Ok(session)
+        self.kick_duties();
+        ServerResponse::SessionRenewed(session)
     }
 
-    fn lock_duties(&self) -> std::sync::MutexGuard<'_, LeaderDuties> {
+    /// Waits until this server's own node is in its catalog with `serfHealth`, so that the
+    /// first sessions (tied to `serfHealth` by default) can be created.
+    pub async fn wait_registered(&self, node: &str) -> Result<(), String> {
+        let deadline = Self::deadline_in(LEADER_WAIT_MS);
+        let mut min_index = 0;
+        loop {
+            let opts = QueryOptions { consistency: Consistency::Stale, min_index, wait_ms: Some(1_000) };
+            let result = self
+                .read_local(&opts, &Query::NodeChecks { node: node.to_string() })
+                .await
+                .map_err(|e| e.to_string())?;
+            if let QueryValue::Checks(checks) = &result.answer.value {
+                if checks.iter().any(|c| c.check_id == SERF_CHECK_ID) {
+                    return Ok(());
+                }
+            }
+            if Rt::Instant::now() >= deadline {
+                return Err(format!("this server did not register itself within {LEADER_WAIT_MS} ms"));
+            }
+            min_index = result.answer.index;
+        }
+    }
+
+    fn lock_duties(&self) -> MutexGuard<'_, LeaderDuties> {
         self.inner.duties.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn kick_duties(&self) {
+        let _ = self.inner.duties_kick.lock().unwrap_or_else(|p| p.into_inner()).try_send(());
+    }
+
     /// Drives [`LeaderDuties`]: follows leadership changes, fires its timers, proposes its
-    /// outputs.
-    async fn run_duties(self) {
+    /// outputs. Runs until Raft shuts down; spawn it once.
+    pub async fn run_duties(self) {
+        let Some(mut wake) = self.inner.duties_wake.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
         let mut metrics = self.inner.raft.metrics();
         let mut was_leader = false;
         loop {
@@ -342,12 +523,12 @@ impl Server {
             };
             for LeaderOutput::Propose(command) in outputs {
                 let server = self.clone();
-                tokio::spawn(async move {
+                drop(Rt::spawn(async move {
                     let name = command.name();
                     if let Err(e) = server.write(command).await {
                         tracing::warn!(command = name, error = %e, "leader duty not applied");
                     }
-                });
+                }));
             }
             let next = self.lock_duties().poll_timeout().map(|(at, _)| at);
             let mut sleep_ms = next.map_or(60_000, |at| at.saturating_sub(self.inner.clock.mono_ms()));
@@ -355,15 +536,10 @@ impl Server {
                 // Leadership not confirmed yet: look again soon.
                 sleep_ms = sleep_ms.min(100);
             }
-            tokio::select! {
-                biased;
-                changed = metrics.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = self.inner.duties_kick.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {
+            match Rt::select3(metrics.changed(), wake.next(), Rt::sleep(Duration::from_millis(sleep_ms))).await {
+                Select3::First(Err(_)) | Select3::Second(None) => return,
+                Select3::First(Ok(())) | Select3::Second(Some(())) => {}
+                Select3::Third(()) => {
                     let now = self.inner.clock.mono_ms();
                     self.lock_duties().handle_timeout(now);
                 }
@@ -371,26 +547,14 @@ impl Server {
         }
     }
 
-    /// Waits until this server's own node is in the catalog with its `serfHealth` check, so
-    /// that the first sessions (tied to `serfHealth` by default) can be created.
-    pub async fn wait_registered(&self, node: &str) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
-        let mut min_index = 0;
-        loop {
-            let opts = QueryOptions { consistency: Consistency::Stale, min_index, wait_ms: Some(1_000) };
-            let result = self.read(&opts, |c| c.node_checks(node)).await.map_err(|e| e.to_string())?;
-            if result.answer.value.iter().any(|c| c.check_id == legate_core::leader::SERF_CHECK_ID) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("this server did not register itself within {LEADER_WAIT_MS} ms"));
-            }
-            min_index = result.answer.index;
-        }
-    }
-
     /// Stops Raft.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
     }
+}
+
+/// One draw from the runtime's RNG (madsim's seeded one in the simulator). The RNG handle is
+/// not `Send`, so it never lives across an await.
+fn random_u64<Rt: AsyncRuntime>() -> u64 {
+    Rt::thread_rng().next_u64()
 }

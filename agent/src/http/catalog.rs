@@ -5,11 +5,13 @@ use axum::extract::{Path, State};
 use legate_core::catalog::{Command, Deregistration, Node, Registration, Response};
 use serde::Deserialize;
 
+use legate_core::catalog::Query;
+
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
 use super::views::{CatalogServiceEntry, NodeServiceList, NodeServices};
-use super::{reply, Shared};
+use super::{pick, read, reply, Shared};
 use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
 
 /// Works without a leader: it is this server's own knowledge.
@@ -20,28 +22,28 @@ pub async fn datacenters(State(state): State<Shared>, params: Params) -> HttpRes
 pub async fn nodes(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = state.server.read(&opts, |c| c.nodes(&filter)).await?;
+    let result = read(&state, &opts, Query::Nodes { filter }, pick!(Nodes)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn services(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = state.server.read(&opts, |c| c.services(&filter)).await?;
+    let result = read(&state, &opts, Query::Services { filter }, pick!(Services)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = state.server.read(&opts, |c| c.service_nodes(&name, &filter)).await?;
+    let result = read(&state, &opts, Query::ServiceNodes { name, filter }, pick!(ServiceNodes)).await?;
     let body: Vec<CatalogServiceEntry> = result.answer.value.iter().map(CatalogServiceEntry::from).collect();
     reply::read(&params, &result, &body)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.node_services(&node)).await?;
+    let result = read(&state, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
     match &result.answer.value {
         None => reply::read(&params, &result, &serde_json::Value::Null),
         Some((n, services)) => {
@@ -53,7 +55,7 @@ pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<
 
 pub async fn node_services(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.node_services(&node)).await?;
+    let result = read(&state, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
     match &result.answer.value {
         None => reply::read(&params, &result, &serde_json::Value::Null),
         Some((n, services)) => reply::read(&params, &result, &NodeServiceList { node: n, services }),

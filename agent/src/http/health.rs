@@ -3,16 +3,19 @@
 use axum::extract::{Path, State};
 use legate_core::catalog::Status;
 
+use legate_core::catalog::Query;
+
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
 use super::views::HealthEntry;
-use super::{reply, Shared};
+use super::{pick, read, reply, Shared};
 
 pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
     let passing = params.bool("passing")?;
-    let result = state.server.read(&opts, |c| c.service_health(&name, &filter, passing)).await?;
+    let result =
+        read(&state, &opts, Query::ServiceHealth { name, filter, passing_only: passing }, pick!(ServiceHealth)).await?;
     let body: Vec<HealthEntry> = result.answer.value.iter().map(HealthEntry::from).collect();
     reply::read(&params, &result, &body)
 }
@@ -20,13 +23,13 @@ pub async fn service(State(state): State<Shared>, params: Params, Path(name): Pa
 pub async fn checks(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = state.server.read(&opts, |c| c.service_checks(&name, &filter)).await?;
+    let result = read(&state, &opts, Query::ServiceChecks { name, filter }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.node_checks(&node)).await?;
+    let result = read(&state, &opts, Query::NodeChecks { node }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
@@ -37,6 +40,6 @@ pub async fn state(State(state): State<Shared>, params: Params, Path(which): Pat
     };
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = state.server.read(&opts, |c| c.checks_in_state(wanted, &filter)).await?;
+    let result = read(&state, &opts, Query::ChecksInState { state: wanted, filter }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }

@@ -7,9 +7,11 @@ use axum::response::IntoResponse;
 use legate_core::catalog::{Command, KvOp, KvVerb, Response};
 use legate_core::limits;
 
+use legate_core::catalog::Query;
+
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
-use super::{reply, Shared};
+use super::{pick, read, reply, Shared};
 
 /// The key of the request path; overlong keys are the client's error.
 fn key_of(path: Option<Path<String>>) -> Result<String, HttpError> {
@@ -27,17 +29,16 @@ fn key_of(path: Option<Path<String>>) -> Result<String, HttpError> {
 pub async fn get(State(state): State<Shared>, params: Params, path: Option<Path<String>>) -> HttpResult {
     let key = key_of(path)?;
     let opts = params.query_options()?;
-    let server = &state.server;
     if params.has("keys") {
         let separator = params.get("separator").map(str::to_string);
-        let result = server.read(&opts, |c| c.kv_keys(&key, separator.as_deref())).await?;
+        let result = read(&state, &opts, Query::KvKeys { prefix: key.clone(), separator }, pick!(Keys)).await?;
         if result.answer.value.is_empty() && !key.is_empty() {
             return Ok(reply::not_found(&result));
         }
         return reply::read(&params, &result, &result.answer.value);
     }
     if params.has("recurse") {
-        let result = server.read(&opts, |c| c.kv_list(&key)).await?;
+        let result = read(&state, &opts, Query::KvList { prefix: key.clone() }, pick!(KvList)).await?;
         if result.answer.value.is_empty() {
             return Ok(reply::not_found(&result));
         }
@@ -46,7 +47,7 @@ pub async fn get(State(state): State<Shared>, params: Params, path: Option<Path<
     if key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
-    let result = server.read(&opts, |c| c.kv_get(&key)).await?;
+    let result = read(&state, &opts, Query::KvGet { key: key.clone() }, pick!(Kv)).await?;
     let Some(entry) = &result.answer.value else {
         return Ok(reply::not_found(&result));
     };

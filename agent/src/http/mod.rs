@@ -27,8 +27,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use legate_runtime::local::LocalSync;
-use legate_runtime::Server;
+use legate_core::catalog::{Query, QueryValue};
+use legate_runtime::dev::{DevLocal, DevServer};
+use legate_runtime::{QueryOptions, QueryResult};
 use tower::ServiceExt as _;
 
 pub use error::HttpError;
@@ -38,12 +39,39 @@ use crate::config::AgentConfig;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub server: Server,
-    pub local: LocalSync,
+    pub server: DevServer,
+    pub local: DevLocal,
     pub config: Arc<AgentConfig>,
 }
 
 pub type Shared = Arc<AppState>;
+
+/// A replicated read through the server; `pick` takes the answer's expected variant.
+pub(crate) async fn read<T>(
+    state: &Shared,
+    opts: &QueryOptions,
+    query: Query,
+    pick: fn(QueryValue) -> Option<T>,
+) -> Result<QueryResult<T>, HttpError> {
+    let result = state.server.read(opts, query).await?;
+    let QueryResult { answer, known_leader, last_contact_ms, consistency } = result;
+    let index = answer.index;
+    let watch = answer.watch;
+    let value = pick(answer.value).ok_or_else(|| HttpError::internal("the server answered another kind of query"))?;
+    let answer = legate_core::catalog::Answer { index, value, watch };
+    Ok(QueryResult { answer, known_leader, last_contact_ms, consistency })
+}
+
+/// `pick!(Kv)`: the closure that takes `QueryValue::Kv` out of an answer.
+macro_rules! pick {
+    ($variant:ident) => {
+        |v| match v {
+            legate_core::catalog::QueryValue::$variant(x) => Some(x),
+            _ => None,
+        }
+    };
+}
+pub(crate) use pick;
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = HttpError;

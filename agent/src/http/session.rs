@@ -10,10 +10,12 @@ use legate_core::limits;
 use serde::Deserialize;
 use serde_json::Value;
 
+use legate_core::catalog::Query;
+
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
-use super::{reply, Shared};
+use super::{pick, read, reply, Shared};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -150,19 +152,19 @@ pub async fn renew(State(state): State<Shared>, params: Params, Path(id): Path<S
 
 pub async fn info(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.session_info(&id)).await?;
+    let result = read(&state, &opts, Query::SessionInfo { id }, pick!(Session)).await?;
     let body: Vec<&Session> = result.answer.value.iter().collect();
     reply::read(&params, &result, &body)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.node_sessions(&node)).await?;
+    let result = read(&state, &opts, Query::NodeSessions { node }, pick!(Sessions)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn list(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
-    let result = state.server.read(&opts, |c| c.session_list()).await?;
+    let result = read(&state, &opts, Query::SessionList, pick!(Sessions)).await?;
     reply::read(&params, &result, &result.answer.value)
 }

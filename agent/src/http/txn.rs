@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
-use legate_core::catalog::{Answer, Command, KvOp, KvVerb, Response, TxnOp, TxnOutcome, TxnResult};
+use legate_core::catalog::{Command, KvOp, KvVerb, Query, Response, TxnOp, TxnOutcome, TxnResult};
 use legate_core::limits;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
-use super::{reply, Shared};
+use super::{pick, read, reply, Shared};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -121,10 +121,7 @@ pub async fn txn(State(state): State<Shared>, params: Params, headers: HeaderMap
     if !writes {
         let mut opts = params.query_options()?;
         opts.min_index = 0;
-        let result = state
-            .server
-            .read(&opts, |c| Answer { index: c.last_index(), value: c.read_txn(&ops), watch: Vec::new() })
-            .await?;
+        let result = read(&state, &opts, Query::ReadTxn { ops }, pick!(Txn)).await?;
         let response = render(&params, &result.answer.value)?;
         return Ok(reply::with_meta(response, &result));
     }

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use command::*;
-pub use query::Answer;
+pub use query::{Answer, Query, QueryValue};
 pub use snapshot::CatalogSnapshot;
 pub use types::*;
 

@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use super::{name_key, Catalog, HealthCheck, KvEntry, Node, Service, Session, Status};
+use serde::{Deserialize, Serialize};
+
+use super::{name_key, Catalog, HealthCheck, KvEntry, Node, Service, Session, Status, TxnOp, TxnOutcome};
 use crate::watch::WatchKey;
 
 /// A query result with its blocking index and watch set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer<T> {
     pub index: u64,
     pub value: T,
@@ -30,7 +32,7 @@ impl<T> Answer<T> {
 }
 
 /// A service instance with its node (`/v1/catalog/service/:name`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstance {
     pub node: Node,
     pub service: Service,
@@ -38,7 +40,7 @@ pub struct ServiceInstance {
 
 /// A service instance with its node and every check that bears on it, node checks included
 /// (`/v1/health/service/:name`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceHealth {
     pub node: Node,
     pub service: Service,
@@ -53,7 +55,7 @@ impl ServiceHealth {
 }
 
 /// Filters shared by catalog and health reads.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     /// Every tag must be present on the service (case-insensitive).
     pub tags: Vec<String>,
@@ -283,5 +285,103 @@ impl Catalog {
 
     fn service_index_of(&self, sk: &str) -> u64 {
         self.service_index.get(sk).copied().unwrap_or(self.tables.services)
+    }
+}
+
+/// A read, as data: what a server forwards to its leader (or a client agent to a server) and
+/// answers with [`Catalog::query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    KvGet {
+        key: String,
+    },
+    KvList {
+        prefix: String,
+    },
+    KvKeys {
+        prefix: String,
+        separator: Option<String>,
+    },
+    Nodes {
+        filter: Filter,
+    },
+    Services {
+        filter: Filter,
+    },
+    ServiceNodes {
+        name: String,
+        filter: Filter,
+    },
+    ServiceHealth {
+        name: String,
+        filter: Filter,
+        passing_only: bool,
+    },
+    ServiceChecks {
+        name: String,
+        filter: Filter,
+    },
+    NodeServices {
+        node: String,
+    },
+    NodeChecks {
+        node: String,
+    },
+    ChecksInState {
+        state: Option<Status>,
+        filter: Filter,
+    },
+    SessionInfo {
+        id: String,
+    },
+    SessionList,
+    NodeSessions {
+        node: String,
+    },
+    /// A transaction of read verbs only (no blocking: its answer watches nothing).
+    ReadTxn {
+        ops: Vec<TxnOp>,
+    },
+}
+
+/// The answer to a [`Query`]; the variant follows the query's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryValue {
+    Kv(Option<KvEntry>),
+    KvList(Vec<KvEntry>),
+    Keys(Vec<String>),
+    Nodes(Vec<Node>),
+    Services(BTreeMap<String, Vec<String>>),
+    ServiceNodes(Vec<ServiceInstance>),
+    ServiceHealth(Vec<ServiceHealth>),
+    Checks(Vec<HealthCheck>),
+    NodeServices(Option<(Node, Vec<Service>)>),
+    Session(Option<Session>),
+    Sessions(Vec<Session>),
+    Txn(TxnOutcome),
+}
+
+impl Catalog {
+    /// Answers a [`Query`].
+    pub fn query(&self, q: &Query) -> Answer<QueryValue> {
+        match q {
+            Query::KvGet { key } => self.kv_get(key).map(QueryValue::Kv),
+            Query::KvList { prefix } => self.kv_list(prefix).map(QueryValue::KvList),
+            Query::KvKeys { prefix, separator } => self.kv_keys(prefix, separator.as_deref()).map(QueryValue::Keys),
+            Query::Nodes { filter } => self.nodes(filter).map(QueryValue::Nodes),
+            Query::Services { filter } => self.services(filter).map(QueryValue::Services),
+            Query::ServiceNodes { name, filter } => self.service_nodes(name, filter).map(QueryValue::ServiceNodes),
+            Query::ServiceHealth { name, filter, passing_only } => {
+                self.service_health(name, filter, *passing_only).map(QueryValue::ServiceHealth)
+            }
+            Query::ServiceChecks { name, filter } => self.service_checks(name, filter).map(QueryValue::Checks),
+            Query::NodeServices { node } => self.node_services(node).map(QueryValue::NodeServices),
+            Query::NodeChecks { node } => self.node_checks(node).map(QueryValue::Checks),
+            Query::ChecksInState { state, filter } => self.checks_in_state(*state, filter).map(QueryValue::Checks),
+            Query::SessionInfo { id } => self.session_info(id).map(QueryValue::Session),
+            Query::SessionList => self.session_list().map(QueryValue::Sessions),
+            Query::NodeSessions { node } => self.node_sessions(node).map(QueryValue::Sessions),
+            Query::ReadTxn { ops } => Answer::new(self.last_index(), QueryValue::Txn(self.read_txn(ops)), Vec::new()),
+        }
     }
 }
