@@ -31,6 +31,7 @@
 //! - [`check`]: the checkers, one property per file.
 //! - [`disk`]: the simulated disk (unsynced writes lost on crash, torn tails, bit flips).
 //! - [`scenario`]: Jepsen-style scenario files.
+//! - [`world`]: simulated server and client processes running the production server code.
 //!
 //! [madsim]: https://docs.rs/madsim
 
@@ -53,6 +54,8 @@ pub mod disk;
 pub mod runtime;
 #[cfg(any(madsim, doc))]
 pub mod scenario;
+#[cfg(any(madsim, doc))]
+pub mod world;
 
 #[cfg(any(madsim, doc))]
 pub use runtime::MadsimRuntime;

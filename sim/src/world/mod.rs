@@ -1,0 +1,176 @@
+//! The simulated world: server processes running the production server code on madsim's
+//! virtual network and clock, client processes calling them, and the handles the nemesis
+//! and the checkers use.
+//!
+//! A [`Cluster`] is built inside a madsim runtime (one per seed, on a fresh thread). Servers
+//! are madsim nodes at `10.0.0.<i>:8300`; clients at `10.0.1.<i>`. Killing a node drops all
+//! its tasks; restarting it runs [`server::server_main`] again with the same durable state.
+
+pub mod client;
+pub mod net;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use legate_core::raft::ServerNode;
+use madsim::runtime::{Handle, NodeHandle};
+use openraft::ServerState;
+use openraft_rt::WatchReceiver as _;
+
+use server::{Durable, ServerSpec, SimServer};
+
+/// The server RPC port (Consul's 8300).
+pub const SERVER_PORT: u16 = 8300;
+
+/// Raft timing in the simulator (Consul's `raft_multiplier = 1` is of this order).
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming { heartbeat_ms: 100, election_timeout_min_ms: 500, election_timeout_max_ms: 1_000 }
+    }
+}
+
+/// The running servers, as the checkers and the nemesis see them.
+#[derive(Clone, Default)]
+pub struct Observer {
+    servers: Arc<Mutex<BTreeMap<u64, SimServer>>>,
+}
+
+impl Observer {
+    fn started(&self, raft_id: u64, server: SimServer) {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).insert(raft_id, server);
+    }
+
+    fn stopped(&self, raft_id: u64) {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).remove(&raft_id);
+    }
+
+    /// The servers currently running, by Raft id.
+    pub fn servers(&self) -> BTreeMap<u64, SimServer> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The ids of running servers that believe they lead.
+    pub fn leaders(&self) -> Vec<u64> {
+        self.servers().into_iter().filter(|(_, s)| s.is_leader()).map(|(id, _)| id).collect()
+    }
+
+    /// (Raft id, current term, state) of every running server.
+    pub fn states(&self) -> Vec<(u64, u64, ServerState)> {
+        self.servers()
+            .into_iter()
+            .map(|(id, s)| {
+                let metrics = s.raft().metrics();
+                let m = metrics.borrow_watched();
+                (id, m.current_term, m.state)
+            })
+            .collect()
+    }
+}
+
+/// One simulated server: its madsim node and its durable state.
+pub struct ServerSlot {
+    pub raft_id: u64,
+    pub addr: SocketAddr,
+    pub node: NodeHandle,
+    pub durable: Durable,
+}
+
+/// A cluster of simulated servers.
+pub struct Cluster {
+    pub handle: Handle,
+    pub servers: Vec<ServerSlot>,
+    pub observer: Observer,
+}
+
+/// The address of server `i` (0-based).
+pub fn server_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), SERVER_PORT)
+}
+
+/// The address of client `i` (0-based).
+pub fn client_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1))
+}
+
+impl Cluster {
+    /// Starts `n` servers that bootstrap together. Call inside a madsim runtime.
+    pub fn start(n: usize, timing: RaftTiming) -> Cluster {
+        assert!((1..=7).contains(&n), "1 to 7 servers");
+        let handle = Handle::current();
+        let raft_config = Arc::new(
+            openraft::Config {
+                cluster_name: "legate-sim".into(),
+                heartbeat_interval: timing.heartbeat_ms,
+                election_timeout_min: timing.election_timeout_min_ms,
+                election_timeout_max: timing.election_timeout_max_ms,
+                ..Default::default()
+            }
+            .validate()
+            .expect("valid Raft timing"),
+        );
+        let members: BTreeMap<u64, ServerNode> = (0..n)
+            .map(|i| (i as u64 + 1, ServerNode { name: format!("s{}", i + 1), rpc_addr: server_addr(i).to_string() }))
+            .collect();
+        let observer = Observer::default();
+        let mut servers = Vec::with_capacity(n);
+        for i in 0..n {
+            let raft_id = i as u64 + 1;
+            let spec = ServerSpec {
+                raft_id,
+                name: format!("s{}", i + 1),
+                addr: server_addr(i),
+                members: members.clone(),
+                raft_config: raft_config.clone(),
+            };
+            let durable = Durable::default();
+            let (d, o) = (durable.clone(), observer.clone());
+            let node = handle
+                .create_node()
+                .name(format!("s{}", i + 1))
+                .ip(spec.addr.ip())
+                .init(move || server::server_main(spec.clone(), d.clone(), o.clone()))
+                .build();
+            servers.push(ServerSlot { raft_id, addr: server_addr(i), node, durable });
+        }
+        Cluster { handle, servers, observer }
+    }
+
+    /// Every server's address, in order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.addr).collect()
+    }
+
+    /// Crashes server `i` (all its tasks stop; its durable state stays).
+    pub fn kill(&self, i: usize) {
+        self.handle.kill(self.servers[i].node.id());
+        self.observer.stopped(self.servers[i].raft_id);
+    }
+
+    /// Restarts a killed server from its durable state.
+    pub fn restart(&self, i: usize) {
+        self.handle.restart(self.servers[i].node.id());
+    }
+
+    /// Waits until exactly one running server leads and the others agree; returns its index.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            let leaders = self.observer.leaders();
+            if let [id] = leaders[..] {
+                return Some(id as usize - 1);
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
