@@ -7,6 +7,7 @@
 //! its tasks; restarting it runs [`server::server_main`] again with the same durable state.
 
 pub mod client;
+pub mod nemesis;
 pub mod net;
 pub mod server;
 
