@@ -51,6 +51,8 @@ pub mod check;
 #[cfg(any(madsim, doc))]
 pub mod disk;
 #[cfg(any(madsim, doc))]
+pub mod run;
+#[cfg(any(madsim, doc))]
 pub mod runtime;
 #[cfg(any(madsim, doc))]
 pub mod scenario;
