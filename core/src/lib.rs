@@ -25,5 +25,7 @@ pub mod catalog;
 pub mod duration;
 pub mod leader;
 pub mod limits;
+pub mod plant;
 pub mod raft;
+pub mod storage;
 pub mod watch;

@@ -63,3 +63,29 @@ pub const META_KEY_SIZE_MAX_BYTES: usize = 128;
 
 /// Longest meta value (Consul's limit).
 pub const META_VALUE_SIZE_MAX_BYTES: usize = 512;
+
+/// A log segment is closed, and a new one started, once it holds at least this many bytes.
+pub const LOG_SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest payload of one log record (one encoded Raft entry). It bounds what recovery
+/// allocates for a length it reads from disk; it is four times the largest request body.
+pub const LOG_RECORD_MAX_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Largest segment file recovery reads: a full segment plus one record that overflowed it.
+pub const LOG_SEGMENT_FILE_MAX_BYTES: u64 = LOG_SEGMENT_MAX_BYTES + LOG_RECORD_MAX_BYTES as u64 + 1024;
+
+/// Most segment files a log directory may hold; more means something is wrong (compaction has
+/// stopped), and recovery refuses rather than reading without bound.
+pub const LOG_SEGMENTS_MAX: usize = 100_000;
+
+/// Largest log meta file (vote, committed and last purged log ids).
+pub const LOG_META_MAX_BYTES: u64 = 64 * 1024;
+
+/// Largest snapshot file (header, state machine bytes and checksum).
+pub const SNAPSHOT_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Largest encoded snapshot meta (last log id and membership) in a snapshot file's header.
+pub const SNAPSHOT_META_MAX_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Longest file name the storage layer uses or accepts from a `Disk`.
+pub const DISK_FILE_NAME_MAX_BYTES: usize = 255;

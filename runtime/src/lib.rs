@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod dev;
+pub mod disk;
 pub mod local;
 pub mod server;
 
