@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::catalog::{Command, HealthCheck, Node, Registration, Service, Session, Status};
 use crate::limits;
+use crate::plant::Planted;
 
 /// The ID and name of the check that tracks a node's membership (Consul's).
 pub const SERF_CHECK_ID: &str = "serfHealth";
@@ -41,6 +42,8 @@ pub struct LeaderDuties {
     session_deadlines: BTreeMap<String, u64>,
     next_reap_ms: Option<u64>,
     outputs: VecDeque<LeaderOutput>,
+    /// Bugs planted for the simulator's negative scenarios (none in production).
+    planted: Planted,
 }
 
 impl LeaderDuties {
@@ -54,7 +57,13 @@ impl LeaderDuties {
             session_deadlines: BTreeMap::new(),
             next_reap_ms: None,
             outputs: VecDeque::new(),
+            planted: Planted::default(),
         }
+    }
+
+    /// Turns on planted bugs (the simulator's negative scenarios only).
+    pub fn set_planted(&mut self, planted: Planted) {
+        self.planted = planted;
     }
 
     pub fn is_leading(&self) -> bool {

@@ -45,7 +45,7 @@ pub async fn start_dev_server(node: Node, rpc_addr: String, clock: Clock) -> Res
     .map_err(|e| format!("starting Raft: {e}"))?;
     let me = ServerNode { name: node.node.clone(), rpc_addr: rpc_addr.clone() };
     raft.initialize(BTreeMap::from([(raft_id, me)])).await.map_err(|e| format!("bootstrapping Raft: {e}"))?;
-    let config = ServerConfig { raft_id, node, rpc_addr };
+    let config = ServerConfig { raft_id, node, rpc_addr, planted: Default::default() };
     let server = Server::new(raft, store, config, clock, NoTransport);
     tokio::spawn(server.clone().run_duties());
     Ok(server)

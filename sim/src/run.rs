@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use legate_core::catalog::{Command, KvOp, KvVerb, Query, QueryValue, Response};
 use legate_runtime::server::{Consistency, QueryOptions, ServerResponse, WriteError};
 use madsim::rand::{thread_rng, Rng};
-use openraft::storage::RaftLogReader as _;
+use openraft::storage::{RaftLogReader as _, RaftLogStorage as _};
 use openraft::ServerState;
 
 use crate::check::{
@@ -384,11 +384,18 @@ async fn final_read(client: &SimClient, key: &str, timeout: Duration, now: impl 
 /// Every running server's applied log entries, for State Machine Safety.
 async fn applied_entries(cluster: &Cluster) -> Vec<Applied> {
     let mut out = Vec::new();
+    let logs = cluster.observer.logs();
     for (id, server) in cluster.observer.servers() {
         let last_applied = server.store().applied_index();
-        let slot = &cluster.servers[id as usize - 1];
-        let mut log = slot.durable.log.clone();
-        let Ok(entries) = log.try_get_log_entries(..=last_applied).await else {
+        let Some(mut log) = logs.get(&id).cloned() else {
+            continue;
+        };
+        // Entries up to the purge point live only in the snapshot now.
+        let Ok(state) = log.get_log_state().await else {
+            continue;
+        };
+        let first = state.last_purged_log_id.map_or(0, |id| id.index() + 1);
+        let Ok(entries) = log.try_get_log_entries(first..=last_applied).await else {
             continue;
         };
         for e in entries {

@@ -28,6 +28,7 @@ pub use query::{Answer, Query, QueryValue};
 pub use snapshot::CatalogSnapshot;
 pub use types::*;
 
+use crate::plant::Planted;
 use crate::watch::WatchKey;
 
 /// The last index at which each kind of record changed (Consul's table indexes).
@@ -79,11 +80,18 @@ pub struct Catalog {
     touched: Vec<WatchKey>,
     /// Open while a transaction runs, to undo it if it fails.
     journal: Option<kv::KvJournal>,
+    /// Bugs planted for the simulator's negative scenarios (none in production).
+    planted: Planted,
 }
 
 impl Catalog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Turns on planted bugs (the simulator's negative scenarios only).
+    pub fn set_planted(&mut self, planted: Planted) {
+        self.planted = planted;
     }
 
     /// Index of the last applied request (0 before any).

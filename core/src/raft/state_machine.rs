@@ -14,6 +14,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Answer, Catalog, CatalogSnapshot, Response};
+use crate::plant::Planted;
 use crate::watch::{WatchKey, WatcherId, Watchers};
 
 /// The catalog state machine shared by openraft (which applies) and readers. Clones share.
@@ -27,8 +28,16 @@ struct Inner<C: RaftTypeConfig> {
     wakers: BTreeMap<WatcherId, oneshot::Sender<()>>,
     last_applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
+    /// The latest snapshot: `(meta, encoded catalog)`.
     current_snapshot: Option<(SnapshotMetaOf<C>, Vec<u8>)>,
+    /// Makes a snapshot durable before the store reports it (and openraft purges the log).
+    persist: Option<PersistSnapshot<C>>,
+    planted: Planted,
 }
+
+/// Saves a snapshot durably (to the snapshot file); called with the store's lock held, before
+/// the snapshot is reported to openraft, which may then purge the log it covers.
+pub type PersistSnapshot<C> = Arc<dyn Fn(&SnapshotMetaOf<C>, &[u8]) -> Result<(), io::Error> + Send + Sync>;
 
 /// What a snapshot holds: the catalog and the Raft position it reflects.
 #[derive(Serialize, Deserialize)]
@@ -52,6 +61,8 @@ impl<C: RaftTypeConfig> Default for CatalogStore<C> {
                 last_applied: None,
                 membership: StoredMembershipOf::<C>::default(),
                 current_snapshot: None,
+                persist: None,
+                planted: Planted::default(),
             })),
         }
     }
@@ -104,6 +115,30 @@ where
 {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that starts from `saved`, the snapshot last made durable (if any): its catalog,
+    /// applied position and membership. Every snapshot it builds or installs later goes
+    /// through `persist` first. The log after the snapshot is then replayed by openraft.
+    pub fn open(
+        saved: Option<(SnapshotMetaOf<C>, Vec<u8>)>,
+        persist: Option<PersistSnapshot<C>>,
+        planted: Planted,
+    ) -> Result<Self, io::Error> {
+        let store = Self::default();
+        {
+            let mut inner = store.lock();
+            if let Some((meta, data)) = saved {
+                inner.catalog = Self::decode_catalog(&data)?;
+                inner.last_applied = meta.last_log_id.clone();
+                inner.membership = meta.last_membership.clone();
+                inner.current_snapshot = Some((meta, data));
+            }
+            inner.catalog.set_planted(planted);
+            inner.persist = persist;
+            inner.planted = planted;
+        }
+        Ok(store)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<C>> {
@@ -186,6 +221,9 @@ where
         let data = Self::encode_catalog(&inner.catalog)?;
         let meta =
             SnapshotMetaOf::<C> { last_log_id: inner.last_applied.clone(), last_membership: inner.membership.clone() };
+        if let Some(persist) = &inner.persist {
+            persist(&meta, &data)?;
+        }
         inner.current_snapshot = Some((meta.clone(), data.clone()));
         Ok(SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) })
     }
@@ -249,8 +287,12 @@ where
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let catalog = Self::decode_catalog(&data)?;
+        let mut catalog = Self::decode_catalog(&data)?;
         let mut inner = self.lock();
+        if let Some(persist) = &inner.persist {
+            persist(meta, &data)?;
+        }
+        catalog.set_planted(inner.planted);
         inner.catalog = catalog;
         inner.last_applied = meta.last_log_id.clone();
         inner.membership = meta.last_membership.clone();

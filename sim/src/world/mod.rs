@@ -16,12 +16,17 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use madsim::rand::Rng as _;
+
 use legate_core::raft::ServerNode;
 use madsim::runtime::{Handle, NodeHandle};
 use openraft::ServerState;
 use openraft_rt::WatchReceiver as _;
 
-use server::{Durable, ServerSpec, SimServer};
+use legate_core::plant::Planted;
+use rand::SeedableRng;
+
+use server::{Durable, ServerSpec, SimLog, SimServer};
 
 /// The server RPC port (Consul's 8300).
 pub const SERVER_PORT: u16 = 8300;
@@ -32,32 +37,56 @@ pub struct RaftTiming {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log) every this many applied entries.
+    pub snapshot_every_entries: u64,
 }
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        RaftTiming { heartbeat_ms: 100, election_timeout_min_ms: 500, election_timeout_max_ms: 1_000 }
+        RaftTiming {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
+            snapshot_every_entries: 200,
+        }
     }
 }
 
 /// The running servers, as the checkers and the nemesis see them.
 #[derive(Clone, Default)]
 pub struct Observer {
-    servers: Arc<Mutex<BTreeMap<u64, SimServer>>>,
+    servers: Arc<Mutex<BTreeMap<u64, (SimServer, SimLog)>>>,
+    refusals: Arc<Mutex<Vec<(u64, String)>>>,
 }
 
 impl Observer {
-    fn started(&self, raft_id: u64, server: SimServer) {
-        self.servers.lock().unwrap_or_else(|p| p.into_inner()).insert(raft_id, server);
+    fn started(&self, raft_id: u64, server: SimServer, log: SimLog) {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).insert(raft_id, (server, log));
     }
 
     fn stopped(&self, raft_id: u64) {
         self.servers.lock().unwrap_or_else(|p| p.into_inner()).remove(&raft_id);
     }
 
+    fn refused(&self, raft_id: u64, error: String) {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).push((raft_id, error));
+    }
+
     /// The servers currently running, by Raft id.
     pub fn servers(&self) -> BTreeMap<u64, SimServer> {
-        self.servers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.iter().map(|(id, (server, _))| (*id, server.clone())).collect()
+    }
+
+    /// The Raft logs of the servers currently running, by Raft id.
+    pub fn logs(&self) -> BTreeMap<u64, SimLog> {
+        let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.iter().map(|(id, (_, log))| (*id, log.clone())).collect()
+    }
+
+    /// Servers that refused to start because recovery found corruption: (Raft id, error).
+    pub fn refusals(&self) -> Vec<(u64, String)> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The ids of running servers that believe they lead.
@@ -103,9 +132,31 @@ pub fn client_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1))
 }
 
+/// How a cluster's servers are built.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterOptions {
+    pub timing: RaftTiming,
+    /// Bugs planted for negative scenarios.
+    pub planted: Planted,
+    /// Log segments roll at this size: small, so that runs roll, purge and recover many.
+    pub segment_max_bytes: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { timing: RaftTiming::default(), planted: Planted::default(), segment_max_bytes: 16 * 1024 }
+    }
+}
+
 impl Cluster {
     /// Starts `n` servers that bootstrap together. Call inside a madsim runtime.
     pub fn start(n: usize, timing: RaftTiming) -> Cluster {
+        Cluster::start_with(n, ClusterOptions { timing, ..ClusterOptions::default() })
+    }
+
+    /// [`Cluster::start`] with every option.
+    pub fn start_with(n: usize, options: ClusterOptions) -> Cluster {
+        let timing = options.timing;
         assert!((1..=7).contains(&n), "1 to 7 servers");
         let handle = Handle::current();
         let raft_config = Arc::new(
@@ -114,6 +165,10 @@ impl Cluster {
                 heartbeat_interval: timing.heartbeat_ms,
                 election_timeout_min: timing.election_timeout_min_ms,
                 election_timeout_max: timing.election_timeout_max_ms,
+                // Snapshot and compact often, so that runs exercise snapshot building, log
+                // purging and snapshot installation on lagging or restarted servers.
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_every_entries),
+                max_in_snapshot_log_to_keep: timing.snapshot_every_entries / 4,
                 ..Default::default()
             }
             .validate()
@@ -132,6 +187,8 @@ impl Cluster {
                 addr: server_addr(i),
                 members: members.clone(),
                 raft_config: raft_config.clone(),
+                planted: options.planted,
+                segment_max_bytes: options.segment_max_bytes,
             };
             let durable = Durable::default();
             let (d, o) = (durable.clone(), observer.clone());
@@ -151,10 +208,23 @@ impl Cluster {
         self.servers.iter().map(|s| s.addr).collect()
     }
 
-    /// Crashes server `i` (all its tasks stop; its durable state stays).
+    /// Crashes server `i`: all its tasks stop, and its disk loses what was not synced (the
+    /// last write may be torn, by the seed).
     pub fn kill(&self, i: usize) {
+        self.kill_with(i, true);
+    }
+
+    /// Crashes server `i`; `torn_write` allows the crash to tear the last unsynced write.
+    pub fn kill_with(&self, i: usize, torn_write: bool) {
         self.handle.kill(self.servers[i].node.id());
         self.observer.stopped(self.servers[i].raft_id);
+        let disk = &self.servers[i].durable.disk;
+        if torn_write {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(madsim::rand::thread_rng().gen::<u64>());
+            disk.crash(&mut rng);
+        } else {
+            disk.crash_without_tear();
+        }
     }
 
     /// Restarts a killed server from its durable state.

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use legate_core::catalog::Node;
-use legate_core::raft::{CatalogStore, MemLogStore, ServerNode};
+use legate_core::plant::Planted;
+use legate_core::raft::{CatalogStore, PersistSnapshot, ServerNode};
+use legate_core::storage::{load_snapshot, save_snapshot, Corruption, DiskLogStore, LogOptions};
 use legate_runtime::clock::Clock;
 use legate_runtime::server::{Server, ServerConfig, ServerResponse};
 use madsim::net::Endpoint;
@@ -14,6 +16,7 @@ use openraft::Snapshot;
 
 use super::net::{ClientCall, Rpc, RpcReply, SimNetwork, SimTransport, Tc};
 use super::Observer;
+use crate::disk::SimDisk;
 use crate::MadsimRuntime;
 
 /// A server as the simulator runs it.
@@ -29,23 +32,38 @@ pub struct ServerSpec {
     pub addr: SocketAddr,
     pub members: BTreeMap<u64, ServerNode>,
     pub raft_config: Arc<openraft::Config>,
+    /// Bugs planted for negative scenarios (none by default).
+    pub planted: Planted,
+    /// Log segments roll at this size (small, so runs roll and purge segments).
+    pub segment_max_bytes: u64,
 }
 
-/// What a server keeps across a crash and restart. The log is held in memory outside the
-/// process, so it survives a restart whole (a perfect disk); the state machine does not and
-/// is rebuilt from the log.
+/// The simulator's Raft log: the production segment log on the simulated disk.
+pub type SimLog = DiskLogStore<Tc, SimDisk>;
+
+/// What a server keeps across a crash and restart: its simulated disk (Raft log segments, the
+/// meta file, the snapshot file). A crash keeps only what was synced (see [`SimDisk::crash`]);
+/// the state machine restarts from the snapshot file and openraft replays the log after it.
 #[derive(Clone, Default)]
 pub struct Durable {
-    pub log: MemLogStore<Tc>,
+    pub disk: SimDisk,
 }
 
 /// Runs one server until the simulator kills it. Restarts run it again with the same
-/// [`Durable`] state.
+/// [`Durable`] state. A server whose disk fails recovery (corruption a crash cannot explain)
+/// refuses to start, as the real agent does: it reports the error and stays down.
 pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer) {
     let endpoint = Arc::new(Endpoint::bind(spec.addr).await.expect("a fresh node can bind its address"));
-    let store = CatalogStore::<Tc>::new();
+    let (log, store) = match open_storage(&spec, &durable) {
+        Ok(opened) => opened,
+        Err(e) => {
+            observer.refused(spec.raft_id, e);
+            futures::future::pending::<()>().await;
+            unreachable!("a pending future never completes");
+        }
+    };
     let network = SimNetwork { endpoint: endpoint.clone() };
-    let raft = SimRaft::new(spec.raft_id, spec.raft_config.clone(), network, durable.log.clone(), store.clone())
+    let raft = SimRaft::new(spec.raft_id, spec.raft_config.clone(), network, log.clone(), store.clone())
         .await
         .expect("Raft starts on a valid config");
     // Every server bootstraps with the same voter set; one that already has a log refuses,
@@ -63,11 +81,11 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         create_index: 0,
         modify_index: 0,
     };
-    let config = ServerConfig { raft_id: spec.raft_id, node, rpc_addr: spec.addr.to_string() };
+    let config = ServerConfig { raft_id: spec.raft_id, node, rpc_addr: spec.addr.to_string(), planted: spec.planted };
     let server =
         SimServer::new(raft.clone(), store, config, Clock::default(), SimTransport { endpoint: endpoint.clone() });
     madsim::task::spawn(server.clone().run_duties());
-    observer.started(spec.raft_id, server.clone());
+    observer.started(spec.raft_id, server.clone(), log);
 
     endpoint.add_rpc_handler(move |rpc: Rpc| {
         let raft = raft.clone();
@@ -75,6 +93,23 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         async move { dispatch(&raft, &server, rpc).await }
     });
     futures::future::pending::<()>().await;
+}
+
+/// Recovers the log and the snapshot from the disk: what a restarted agent does first.
+fn open_storage(spec: &ServerSpec, durable: &Durable) -> Result<(SimLog, CatalogStore<Tc>), String> {
+    let describe = |what: &str, e: std::io::Error| match Corruption::of(&e) {
+        Some(c) => format!("{what}: refusing to start on a corrupt disk: {c}"),
+        None => format!("{what}: {e}"),
+    };
+    let options =
+        LogOptions { segment_max_bytes: spec.segment_max_bytes, planted_ack_before_sync: spec.planted.ack_before_sync };
+    let log = SimLog::open_with(durable.disk.clone(), options).map_err(|e| describe("raft log", e))?;
+    let saved = load_snapshot::<Tc, _>(&durable.disk).map_err(|e| describe("snapshot", e))?;
+    let disk = durable.disk.clone();
+    let persist: PersistSnapshot<Tc> =
+        Arc::new(move |meta, data| save_snapshot::<Tc, _>(&mut disk.clone(), meta, data));
+    let store = CatalogStore::<Tc>::open(saved, Some(persist), spec.planted).map_err(|e| describe("snapshot", e))?;
+    Ok((log, store))
 }
 
 async fn dispatch(raft: &SimRaft, server: &SimServer, rpc: Rpc) -> RpcReply {
