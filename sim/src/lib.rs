@@ -31,6 +31,8 @@
 //! - [`check`]: the checkers, one property per file.
 //! - [`disk`]: the simulated disk (unsynced writes lost on crash, torn tails, bit flips).
 //! - [`scenario`]: Jepsen-style scenario files.
+//! - [`workload`]: the clients' workloads (KV register, locks, services, transactions).
+//! - [`run`]: one seeded run of a scenario, and the report the checkers produce.
 //! - [`world`]: simulated server and client processes running the production server code.
 //!
 //! [madsim]: https://docs.rs/madsim
@@ -56,6 +58,8 @@ pub mod run;
 pub mod runtime;
 #[cfg(any(madsim, doc))]
 pub mod scenario;
+#[cfg(any(madsim, doc))]
+pub mod workload;
 #[cfg(any(madsim, doc))]
 pub mod world;
 

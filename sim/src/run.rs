@@ -1,387 +1,538 @@
-//! One seeded run, VOPR-style: a cluster, a CAS-register workload, the nemesis during a safety
-//! phase, then a liveness phase with every fault healed, and the checkers over what happened.
+//! One seeded run of a scenario, VOPR-style: a cluster, the scenario's workloads, the nemesis
+//! during a safety phase, then a liveness phase with every fault healed, and the checkers over
+//! what happened.
 //!
-//! Everything in a run — topology timing, which faults strike when, which client sends what to
+//! Everything in a run — clock skews, which faults strike when, which client sends what to
 //! which server, every network delay — is drawn from the one seed, so [`run_seed`] is a
-//! function of `(seed, config)`: it returns the same [`RunReport`] (same trace hash) whether
+//! function of `(seed, scenario)`: it returns the same [`RunReport`] (same trace hash) whether
 //! the seed runs alone or inside a batch, in this process or another.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use legate_core::catalog::{Command, KvOp, KvVerb, Query, QueryValue, Response};
-use legate_runtime::server::{Consistency, QueryOptions, ServerResponse, WriteError};
+use legate_core::plant::Planted;
 use madsim::rand::{thread_rng, Rng};
 use openraft::storage::{RaftLogReader as _, RaftLogStorage as _};
 use openraft::ServerState;
 
-use crate::check::{
-    self, Applied, FinalRead, LeaderObserved, Outcome, Recorder, RegisterInput, RegisterOp, RegisterOutput, Verdict,
-    Violation,
-};
-use crate::check::{LivenessBounds, LivenessObservations, WriteAfterHeal};
+use crate::check::{self, Applied, IndexEvent, LeaderObserved, Verdict, Violation, WriteAfterHeal};
+use crate::check::{LivenessBounds, LivenessObservations};
+use crate::scenario::{Checker, Nemesis, Plant, Scenario};
+use crate::workload::kv::KvRun;
+use crate::workload::lock::LockRun;
+use crate::workload::service::ServiceRun;
+use crate::workload::txn::TxnRun;
+use crate::workload::{think_time, Ctx, End, Outcome};
 use crate::world::client::SimClient;
-use crate::world::nemesis::{FaultMix, Nemesis};
-use crate::world::net::ClientCall;
-use crate::world::{client_ip, Cluster, RaftTiming};
+use crate::world::faults::FaultDriver;
+use crate::world::skew::{set_skew, Skew};
+use crate::world::{client_ip, Cluster, ClusterOptions, RaftTiming};
 use crate::MadsimRuntime;
 
-/// What a run does.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    pub servers: usize,
-    pub clients: usize,
-    pub keys: usize,
-    /// Virtual time with faults.
-    pub safety: Duration,
-    /// Virtual time after healing.
-    pub liveness: Duration,
-    pub faults: FaultMix,
-    /// The nemesis strikes every `nemesis_interval_ms.0 ..= .1` ms.
-    pub nemesis_interval_ms: (u64, u64),
-    /// Consistency of the workload's reads (linearizability needs `Consistent`).
-    pub read_consistency: Consistency,
-    /// How long a client waits for an answer before recording the op as indeterminate.
-    pub call_timeout: Duration,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            servers: 3,
-            clients: 3,
-            keys: 3,
-            safety: Duration::from_secs(30),
-            liveness: Duration::from_secs(20),
-            faults: FaultMix::default(),
-            nemesis_interval_ms: (1_000, 4_000),
-            read_consistency: Consistency::Consistent,
-            call_timeout: Duration::from_secs(5),
-        }
-    }
-}
+/// How long a client waits for an answer before recording its op as indeterminate.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a run found.
 #[derive(Clone, Debug)]
 pub struct RunReport {
     pub seed: u64,
+    /// The scenario's name.
+    pub scenario: String,
     /// Client operations recorded.
     pub ops: usize,
-    /// Faults the nemesis applied.
+    /// Faults the nemesis injected.
     pub faults: usize,
     /// Virtual time the run covered.
     pub virtual_time: Duration,
+    /// The KV linearizability verdict (`Ok` without a KV workload).
     pub linearizability: Verdict,
+    /// Violations of the checkers the scenario enables.
     pub violations: Vec<Violation>,
-    /// A digest of everything observable about the run (history, faults, logs).
+    /// Servers that refused to start on a corrupt disk (detected bit flips): (Raft id, error).
+    pub refusals: Vec<(u64, String)>,
+    /// The run's trace: one line per event (virtual time, node, event).
+    pub trace: Vec<String>,
+    /// A digest of the trace (stable across processes and builds).
     pub trace_hash: u64,
 }
 
 impl RunReport {
-    /// No checker found a violation (linearizability may still be `Unknown`: too costly).
+    /// No enabled checker found a violation (linearizability may still be "unknown").
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty() && !self.linearizability.is_violation()
     }
+
+    /// Whether `checker` (a scenario checker) reported a violation.
+    pub fn caught_by(&self, checker: Checker) -> bool {
+        let name = checker_module(checker);
+        self.violations.iter().any(|v| v.checker == name)
+            || (checker == Checker::Linearizability && self.linearizability.is_violation())
+    }
+
+    /// One line: seed, hash, counts and the verdict.
+    pub fn summary(&self) -> String {
+        let verdict = if self.is_ok() { "ok".to_string() } else { format!("{} violation(s)", self.failures().len()) };
+        format!(
+            "{} seed {} trace {:016x}: {} ops, {} faults, {:.1}s virtual, linearizability {}, {verdict}",
+            self.scenario,
+            self.seed,
+            self.trace_hash,
+            self.ops,
+            self.faults,
+            self.virtual_time.as_secs_f64(),
+            match &self.linearizability {
+                Verdict::Ok => "ok".to_string(),
+                Verdict::Violation(_) => "VIOLATED".to_string(),
+                Verdict::Unknown { .. } => "unknown (search budget)".to_string(),
+            }
+        )
+    }
+
+    /// Every failure as text.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.violations.iter().map(ToString::to_string).collect();
+        if let Verdict::Violation(v) = &self.linearizability {
+            out.push(v.to_string());
+        }
+        out
+    }
 }
 
-/// The command that replays one seed of the default run.
-pub fn replay_command(seed: u64, test: &str) -> String {
-    format!("SIM_SEED={seed} cargo test -p sim --test {test}")
+/// The violation name (`Violation::checker`) each scenario checker reports under.
+pub fn checker_module(checker: Checker) -> &'static str {
+    match checker {
+        Checker::Linearizability => "linearizability",
+        Checker::LockSafety => "lock_safety",
+        Checker::Durability => "durability",
+        Checker::IndexMonotonicity => "monotonic",
+        Checker::RaftSafety => "raft_safety",
+        Checker::Liveness => "liveness",
+    }
+}
+
+/// The command that replays one seed of a scenario file, printing its trace.
+pub fn replay_command(seed: u64, scenario_path: &str) -> String {
+    format!("cargo run -p sim --release -- run {scenario_path} --seed {seed} --trace")
 }
 
 /// Runs one seed on a fresh thread with a fresh madsim runtime (madsim seeds std's hash keys
 /// once per thread, so a thread per seed keeps a seed's run independent of its batch).
-pub fn run_seed(seed: u64, config: RunConfig) -> RunReport {
+pub fn run_seed(seed: u64, scenario: &Scenario) -> RunReport {
+    let name = scenario.name.clone();
+    let scenario = scenario.clone();
     let run = std::thread::Builder::new()
         .name(format!("seed-{seed}"))
+        .stack_size(64 << 20)
         .spawn(move || {
             let mut rt = MadsimRuntime::with_seed_and_config(seed, madsim::Config::default());
-            rt.madsim().set_time_limit(config.safety + config.liveness + Duration::from_secs(600));
-            let mut report = openraft_rt::AsyncRuntime::block_on(&mut rt, run(config));
+            let limit = Duration::from_nanos(scenario.run_ns()) + Duration::from_secs(600);
+            rt.madsim().set_time_limit(limit);
+            let mut report = openraft_rt::AsyncRuntime::block_on(&mut rt, run(scenario));
             report.seed = seed;
             report
         })
         .expect("a thread for the seed");
     match run.join() {
         Ok(report) => report,
-        Err(panic) => std::panic::resume_unwind(panic),
+        Err(panic) => {
+            // A panic anywhere in the simulated world (an assertion in server code, say) is a
+            // failed run like any other: reported with its seed, replayable.
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            RunReport {
+                seed,
+                scenario: name,
+                ops: 0,
+                faults: 0,
+                virtual_time: Duration::ZERO,
+                linearizability: Verdict::Ok,
+                violations: vec![Violation { checker: "panic", message: message.to_string() }],
+                refusals: Vec::new(),
+                trace: vec![format!("panicked: {message}")],
+                trace_hash: 0,
+            }
+        }
     }
 }
 
 /// A stable 64-bit FNV-1a digest (std's hasher is only stable within one build).
 #[derive(Clone, Copy)]
-struct Fnv(u64);
+pub struct Fnv(u64);
 
-impl Fnv {
-    fn new() -> Self {
+impl Default for Fnv {
+    fn default() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn write(&mut self, bytes: &[u8]) {
+}
+
+impl Fnv {
+    pub fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    fn write_str(&mut self, s: &str) {
+    pub fn write_str(&mut self, s: &str) {
         self.write(&(s.len() as u64).to_le_bytes());
         self.write(s.as_bytes());
     }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
-type Shared<T> = Arc<Mutex<T>>;
-
-fn lock<T>(m: &Shared<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+fn planted(scenario: &Scenario) -> Planted {
+    let mut p = Planted::default();
+    if let Some(plant) = scenario.plant {
+        match plant.bug {
+            Plant::AckBeforeSync => p.ack_before_sync = true,
+            Plant::StaleConsistentRead => p.stale_consistent_read = true,
+            Plant::IgnoreLockDelay => p.ignore_lock_delay = true,
+            Plant::ForgetSessionInvalidation => p.forget_session_invalidation = true,
+        }
+    }
+    p
 }
 
-async fn run(config: RunConfig) -> RunReport {
+/// The workloads of one run.
+struct Workloads {
+    kv: Option<KvRun>,
+    lock: Option<LockRun>,
+    service: Option<ServiceRun>,
+    txn: Option<TxnRun>,
+}
+
+async fn run(scenario: Scenario) -> RunReport {
     let start = Instant::now();
     let now = move || start.elapsed();
-    let cluster = Cluster::start(config.servers, RaftTiming::default());
-    let addrs = cluster.addrs();
-    let history: Shared<Recorder<RegisterInput, RegisterOutput>> = Arc::new(Mutex::new(Recorder::new()));
-    let stop = Arc::new(Mutex::new(false));
-    let next_value = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let servers = scenario.topology.servers as usize;
+    let options = ClusterOptions { timing: RaftTiming::default(), planted: planted(&scenario), ..Default::default() };
+    let cluster = Cluster::start_with(servers, options);
+    let mut trace: Vec<String> = Vec::new();
 
-    // Clients run the CAS-register workload until told to stop.
-    let mut client_tasks = Vec::new();
-    for c in 0..config.clients {
-        let node = cluster.handle.create_node().name(format!("c{}", c + 1)).ip(client_ip(c)).build();
-        let (addrs, history, stop, next_value, cfg) =
-            (addrs.clone(), history.clone(), stop.clone(), next_value.clone(), config.clone());
-        client_tasks.push(node.spawn(async move {
+    // Every server's clock error for the whole run.
+    let clocks = scenario.clocks;
+    let mut base_skews = Vec::with_capacity(servers);
+    for (i, slot) in cluster.servers.iter().enumerate() {
+        let offset = clocks.offset_max_ns as i64;
+        let drift = clocks.drift_max_ppm as i32;
+        let skew = Skew {
+            offset_ns: if offset > 0 { thread_rng().gen_range(-offset..=offset) } else { 0 },
+            drift_ppm: if drift > 0 { thread_rng().gen_range(-drift..=drift) } else { 0 },
+        };
+        set_skew(slot.node.id(), skew);
+        if skew != Skew::default() {
+            trace.push(format!("{:>10.3}s s{i} clock offset {}ns drift {}ppm", 0.0, skew.offset_ns, skew.drift_ppm));
+        }
+        base_skews.push(skew);
+    }
+
+    let workloads = Workloads {
+        kv: scenario.kv().map(KvRun::new),
+        lock: scenario.lock().map(LockRun::new),
+        service: scenario.service().map(ServiceRun::new),
+        txn: scenario.txn().map(TxnRun::new),
+    };
+
+    // Client processes, one madsim node each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs = cluster.addrs();
+    let mut plans: Vec<(&'static str, u64, Duration)> = Vec::new();
+    let mut plan = |kind: &'static str, clients: u32, rate: u32| {
+        for _ in 0..clients {
+            let id = plans.len() as u64 + 1;
+            plans.push((kind, id, think_time(rate, clients)));
+        }
+    };
+    if let Some(spec) = scenario.kv() {
+        plan("kv", spec.clients, spec.rate_per_s);
+    }
+    if let Some(spec) = scenario.lock() {
+        plan("lock", spec.clients, spec.rate_per_s);
+    }
+    if let Some(spec) = scenario.service() {
+        plan("service", spec.clients, spec.rate_per_s);
+    }
+    if let Some(spec) = scenario.txn() {
+        plan("txn", spec.clients, spec.rate_per_s);
+    }
+    let mut tasks = Vec::new();
+    for (kind, id, think) in plans.iter().copied() {
+        let node = cluster.handle.create_node().name(format!("c{id}-{kind}")).ip(client_ip(id as usize - 1)).build();
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        let (kv, lock, service, txn) =
+            (workloads.kv.clone(), workloads.lock.clone(), workloads.service.clone(), workloads.txn.clone());
+        tasks.push(node.spawn(async move {
             let client = SimClient::connect(addrs).await;
-            while !*lock(&stop) {
-                register_op(&client, c as u64, &cfg, &history, &next_value, now).await;
-                madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(0..100))).await;
+            let ctx = Ctx::new(client, id, CALL_TIMEOUT, think, start, stop);
+            match kind {
+                "kv" => kv.expect("kv workload").client(ctx).await,
+                "lock" => lock.expect("lock workload").client(ctx).await,
+                "service" => service.expect("service workload").client(ctx).await,
+                _ => txn.expect("txn workload").client(ctx).await,
             }
+        }));
+    }
+    // Observers (server-side oracles), on their own node.
+    let observer_id = plans.len() as u64 + 1;
+    let observer_node = cluster.handle.create_node().name("oracle").ip(client_ip(observer_id as usize - 1)).build();
+    let mut observer_tasks = Vec::new();
+    {
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        let (lock, service, txn) = (workloads.lock.clone(), workloads.service.clone(), workloads.txn.clone());
+        let observer = cluster.observer.clone();
+        observer_tasks.push(observer_node.spawn(async move {
+            let client = SimClient::connect(addrs).await;
+            let ctx = Ctx::new(client, observer_id, CALL_TIMEOUT, Duration::from_millis(10), start, stop);
+            let o = || observer.clone();
+            futures::join!(
+                async {
+                    if let Some(l) = &lock {
+                        l.observe(o(), ctx.clone()).await;
+                    }
+                },
+                async {
+                    if let Some(s) = &service {
+                        s.observe(o(), ctx.clone()).await;
+                    }
+                },
+                async {
+                    if let Some(t) = &txn {
+                        t.observe(o(), ctx.clone()).await;
+                    }
+                }
+            );
         }));
     }
 
     // Safety phase: faults, while observing leaders for election safety.
-    let mut nemesis = Nemesis::new(config.faults.clone());
+    let mut driver = FaultDriver::new(base_skews);
     let mut leaders: Vec<LeaderObserved> = Vec::new();
-    let safety_end = Instant::now() + config.safety;
-    while Instant::now() < safety_end {
-        let (lo, hi) = config.nemesis_interval_ms;
-        let wait = Duration::from_millis(thread_rng().gen_range(lo..=hi));
-        observe_leaders(&cluster, &mut leaders, wait.min(safety_end.saturating_duration_since(Instant::now()))).await;
-        if Instant::now() < safety_end {
-            nemesis.step(&cluster);
+    let mut leader_log: Vec<(Duration, u64, u64)> = Vec::new();
+    let safety_end = Duration::from_nanos(scenario.phases.safety_ns);
+    let clock_max = (clocks.offset_max_ns, clocks.drift_max_ppm);
+    match &scenario.nemesis {
+        Nemesis::None => observe_leaders(&cluster, &mut leaders, &mut leader_log, start, safety_end).await,
+        Nemesis::Random(spec) => {
+            let mut next_draw = Duration::from_nanos(spec.interval_ns);
+            while now() < safety_end {
+                let until = next_draw.min(safety_end);
+                observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, until).await;
+                if now() >= next_draw && now() < safety_end {
+                    driver.draw(&cluster, spec, clock_max, now());
+                    // Jitter the next draw by up to half an interval either way.
+                    let jitter = thread_rng().gen_range(0..=spec.interval_ns);
+                    next_draw = now() + Duration::from_nanos(spec.interval_ns / 2 + jitter);
+                }
+            }
+        }
+        Nemesis::Schedule(entries) => {
+            for entry in entries {
+                let at = Duration::from_nanos(entry.at_ns);
+                observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, at).await;
+                driver.apply(&cluster, &entry.fault, now(), Duration::from_nanos(entry.duration_ns));
+            }
+            observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, safety_end).await;
         }
     }
 
-    // Liveness phase: everything healed; the clients keep going.
-    nemesis.heal(&cluster);
+    // Liveness phase: everything healed (crashed servers restarted); the clients keep going.
+    driver.heal(&cluster, now());
+    crate::world::net::clear_link_faults();
     let healed_at = now();
+    let liveness_end = safety_end + Duration::from_nanos(scenario.phases.liveness_ns);
     let mut first_leader_at = None;
-    let liveness_end = Instant::now() + config.liveness;
-    while Instant::now() < liveness_end {
+    while now() < liveness_end {
         if first_leader_at.is_none() && !cluster.observer.leaders().is_empty() {
             first_leader_at = Some(now());
         }
-        observe_leaders(&cluster, &mut leaders, Duration::from_millis(50)).await;
+        let until = (now() + Duration::from_millis(50)).min(liveness_end);
+        observe_leaders(&cluster, &mut leaders, &mut leader_log, start, until).await;
     }
-    *lock(&stop) = true;
-    for task in client_tasks {
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        let _ = task.await;
+    }
+    for task in observer_tasks {
         let _ = task.await;
     }
     let observed_until = now();
-    let ops: Vec<RegisterOp> = std::mem::take(&mut *lock(&history)).finish(observed_until);
 
-    // Final reads (durability), through a fresh client, once everything has settled.
-    let final_node = cluster.handle.create_node().name("final").ip(client_ip(config.clients)).build();
-    let keys: Vec<String> = (0..config.keys).map(key_name).collect();
-    let (addrs2, timeout) = (addrs.clone(), config.call_timeout);
-    let final_reads = final_node
-        .spawn(async move {
-            let client = SimClient::connect(addrs2).await;
-            let mut reads = Vec::new();
-            for key in keys {
-                if let Some(read) = final_read(&client, &key, timeout, now).await {
-                    reads.push(read);
-                }
-            }
-            reads
+    // The KV workload's final reads (durability), through a fresh client once all settled.
+    if let Some(kv) = &workloads.kv {
+        let id = observer_id + 1;
+        let node = cluster.handle.create_node().name("final").ip(client_ip(id as usize - 1)).build();
+        let (kv, addrs) = (kv.clone(), addrs.clone());
+        let stop = Arc::new(AtomicBool::new(true));
+        node.spawn(async move {
+            let client = SimClient::connect(addrs).await;
+            kv.settle(Ctx::new(client, id, CALL_TIMEOUT, Duration::ZERO, start, stop)).await;
         })
         .await
-        .expect("final reader runs");
-
-    let applied = applied_entries(&cluster).await;
-    let liveness_writes: Vec<WriteAfterHeal> = ops
-        .iter()
-        .filter(|op| op.invoke >= healed_at && matches!(op.input, RegisterInput::Write(_)))
-        .map(|op| WriteAfterHeal {
-            client: op.client,
-            key: op.key.clone(),
-            invoke: op.invoke,
-            acked_at: if op.is_indeterminate() { None } else { Some(op.complete) },
-        })
-        .collect();
-
-    let mut violations = Vec::new();
-    violations.extend(check::raft_safety::check(&leaders, &applied));
-    let writes = check::durability::writes_from_register_history(&ops);
-    if final_reads.len() == config.keys {
-        violations.extend(check::durability::check(&writes, &final_reads));
-    } else {
-        violations.push(Violation {
-            checker: "durability",
-            message: "the final reads did not complete after healing".into(),
-        });
+        .expect("the final reader runs");
     }
-    let observations = LivenessObservations { healed_at, first_leader_at, writes: liveness_writes, observed_until };
+
+    // Checkers.
+    let end = End {
+        healed_at,
+        observed_until,
+        clock_offset_max: Duration::from_nanos(clocks.offset_max_ns)
+            + clock_fault_offset_max(&scenario.nemesis, clocks.offset_max_ns),
+    };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut linearizability = Verdict::Ok;
+    if let Some(kv) = workloads.kv {
+        let kv = kv.finish(&end);
+        linearizability = kv.linearizability;
+        outcomes.push(kv.outcome);
+    }
+    if let Some(lock) = workloads.lock {
+        outcomes.push(lock.finish(&end));
+    }
+    if let Some(service) = workloads.service {
+        outcomes.push(service.finish(&end));
+    }
+    if let Some(txn) = workloads.txn {
+        outcomes.push(txn.finish(&end));
+    }
+
+    let enabled = |name: &str| {
+        // Workload-specific checkers (service health, txn atomicity) always run with their
+        // workload; the six general ones only when the scenario lists them.
+        let general = [
+            Checker::Linearizability,
+            Checker::LockSafety,
+            Checker::Durability,
+            Checker::IndexMonotonicity,
+            Checker::RaftSafety,
+            Checker::Liveness,
+        ];
+        match general.iter().find(|c| checker_module(**c) == name) {
+            Some(c) => scenario.checkers.contains(c),
+            None => true,
+        }
+    };
+    let mut violations: Vec<Violation> = Vec::new();
+    let applied = applied_entries(&cluster).await;
+    violations.extend(check::raft_safety::check(&leaders, &applied));
+    let index_events: Vec<IndexEvent> = outcomes.iter().flat_map(|o| o.index_events.iter().cloned()).collect();
+    violations.extend(check::monotonic::check(&index_events));
+    let writes: Vec<WriteAfterHeal> = outcomes.iter().flat_map(|o| o.liveness_writes.iter().cloned()).collect();
+    let observations = LivenessObservations { healed_at, first_leader_at, writes, observed_until };
     let bounds =
         LivenessBounds { leader_after_heal_max: Duration::from_secs(15), write_latency_max: Duration::from_secs(15) };
     violations.extend(check::liveness::check(&observations, &bounds));
-    let linearizability = check::linearizability::check(&ops);
-
-    let mut hash = Fnv::new();
-    for op in &ops {
-        hash.write_str(&op.to_string());
+    for o in &mut outcomes {
+        violations.append(&mut o.violations);
     }
-    for fault in &nemesis.log {
-        hash.write_str(&fault.to_string());
+    violations.retain(|v| enabled(v.checker));
+    if !scenario.checkers.contains(&Checker::Linearizability) {
+        linearizability = Verdict::Ok;
+    }
+
+    // The trace: nemesis events, leaders, refusals, then each workload's operations.
+    let refusals = cluster.observer.refusals();
+    let mut timed: Vec<(Duration, String)> = driver.events.iter().map(|e| (e.at, e.to_string())).collect();
+    for (at, id, term) in &leader_log {
+        timed.push((*at, format!("{:>10.3}s s{} leader term {term}", at.as_secs_f64(), id - 1)));
+    }
+    timed.sort_by(|a, b| a.0.cmp(&b.0));
+    trace.extend(timed.into_iter().map(|(_, line)| line));
+    for (id, error) in &refusals {
+        trace.push(format!("s{} refused to start: {error}", id - 1));
+    }
+    let ops: usize = outcomes.iter().map(|o| o.ops).sum();
+    for o in &outcomes {
+        trace.extend(o.trace.iter().cloned());
+    }
+    let mut hash = Fnv::default();
+    for line in &trace {
+        hash.write_str(line);
     }
     for a in &applied {
-        hash.write(&[a.node as u8]);
+        hash.write(&a.node.to_le_bytes());
         hash.write(&a.index.to_le_bytes());
         hash.write(&a.digest.to_le_bytes());
     }
     RunReport {
         seed: 0,
-        ops: ops.len(),
-        faults: nemesis.log.len(),
+        scenario: scenario.name.clone(),
+        ops,
+        faults: driver.injected,
         virtual_time: start.elapsed(),
         linearizability,
         violations,
-        trace_hash: hash.0,
+        refusals,
+        trace,
+        trace_hash: hash.finish(),
     }
 }
 
-fn key_name(i: usize) -> String {
-    format!("register/{i}")
+/// The largest clock offset a scheduled or random clock fault can add (for lock-delay bounds).
+fn clock_fault_offset_max(nemesis: &Nemesis, offset_max_ns: u64) -> Duration {
+    use crate::scenario::{Fault, FaultKind};
+    match nemesis {
+        Nemesis::None => Duration::ZERO,
+        Nemesis::Random(r) if r.faults.contains(&FaultKind::Clock) => {
+            Duration::from_nanos(offset_max_ns.max(1_000_000_000))
+        }
+        Nemesis::Random(_) => Duration::ZERO,
+        Nemesis::Schedule(entries) => entries
+            .iter()
+            .filter_map(|e| match e.fault {
+                Fault::Clock { offset_ns, .. } => Some(Duration::from_nanos(offset_ns.unsigned_abs())),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default(),
+    }
 }
 
-async fn observe_leaders(cluster: &Cluster, leaders: &mut Vec<LeaderObserved>, for_time: Duration) {
-    let end = Instant::now() + for_time;
+/// Observes leaders until `until` (time since `start`), expiring faults as their time comes.
+async fn observe_until(
+    cluster: &Cluster,
+    driver: &mut FaultDriver,
+    leaders: &mut Vec<LeaderObserved>,
+    log: &mut Vec<(Duration, u64, u64)>,
+    start: Instant,
+    until: Duration,
+) {
+    while start.elapsed() < until {
+        driver.expire(cluster, start.elapsed());
+        let step = (start.elapsed() + Duration::from_millis(50)).min(until);
+        observe_leaders(cluster, leaders, log, start, step).await;
+    }
+    driver.expire(cluster, start.elapsed());
+}
+
+async fn observe_leaders(
+    cluster: &Cluster,
+    leaders: &mut Vec<LeaderObserved>,
+    log: &mut Vec<(Duration, u64, u64)>,
+    start: Instant,
+    until: Duration,
+) {
     loop {
         for (id, term, state) in cluster.observer.states() {
             if state == ServerState::Leader && !leaders.iter().any(|l| l.node == id && l.term == term) {
                 leaders.push(LeaderObserved { node: id, term });
+                log.push((start.elapsed(), id, term));
             }
         }
-        if Instant::now() >= end {
+        let now = start.elapsed();
+        if now >= until {
             return;
         }
-        madsim::time::sleep(Duration::from_millis(10).min(end - Instant::now())).await;
+        madsim::time::sleep(Duration::from_millis(10).min(until - now)).await;
     }
 }
 
-/// One register operation: read, write, or CAS (after a read, with the index it returned).
-async fn register_op(
-    client: &SimClient,
-    id: u64,
-    cfg: &RunConfig,
-    history: &Shared<Recorder<RegisterInput, RegisterOutput>>,
-    next_value: &Shared<BTreeMap<String, u64>>,
-    now: impl Fn() -> Duration,
-) {
-    let key = key_name(thread_rng().gen_range(0..cfg.keys));
-    let server = thread_rng().gen_range(0..cfg.servers);
-    let fresh = || {
-        let mut values = lock(next_value);
-        let v = values.entry(key.clone()).or_insert(0);
-        *v += 1;
-        *v
-    };
-    match thread_rng().gen_range(0..3) {
-        0 => {
-            let op = lock(history).invoke(id, key.clone(), RegisterInput::Read, now());
-            let outcome = match read(client, server, &key, cfg).await {
-                Ok(Some((value, _))) => Outcome::Ok(RegisterOutput::Read(value)),
-                Ok(None) => Outcome::Failed,
-                Err(()) => Outcome::Indeterminate,
-            };
-            lock(history).complete(op, outcome, now());
-        }
-        1 => {
-            let value = fresh();
-            let op = lock(history).invoke(id, key.clone(), RegisterInput::Write(value), now());
-            let call = ClientCall::Write(Command::Kv(KvOp {
-                value: value.to_le_bytes().to_vec(),
-                ..KvOp::new(KvVerb::Set, key.clone())
-            }));
-            let outcome = write_outcome(client.call(server, call, cfg.call_timeout).await);
-            lock(history).complete(op, outcome, now());
-        }
-        _ => {
-            // Read the current value and its ModifyIndex, then CAS on that index. Values are
-            // unique per key, so "ModifyIndex i" and "the value that write produced" name the
-            // same state: the checker models cas(expected value -> new value).
-            let Ok(Some((expected, modify_index))) = read(client, server, &key, cfg).await else {
-                return;
-            };
-            let new = fresh();
-            let op = lock(history).invoke(id, key.clone(), RegisterInput::Cas { expected, new }, now());
-            let mut kv = KvOp { value: new.to_le_bytes().to_vec(), ..KvOp::new(KvVerb::Cas, key.clone()) };
-            kv.index = modify_index;
-            let outcome =
-                write_outcome(client.call(server, ClientCall::Write(Command::Kv(kv)), cfg.call_timeout).await);
-            lock(history).complete(op, outcome, now());
-        }
-    }
-}
-
-/// `Ok(Some((value, modify_index)))` read; `Ok(None)`: the server refused (no effect);
-/// `Err`: no answer.
-async fn read(client: &SimClient, server: usize, key: &str, cfg: &RunConfig) -> Result<Option<(Option<u64>, u64)>, ()> {
-    let call = ClientCall::Read {
-        opts: QueryOptions { consistency: cfg.read_consistency, min_index: 0, wait_ms: None },
-        query: Query::KvGet { key: key.to_string() },
-    };
-    match client.call(server, call, cfg.call_timeout).await {
-        Ok(ServerResponse::Read(r)) => match r.answer.value {
-            QueryValue::Kv(Some(entry)) => Ok(Some((Some(decode(&entry.value)), entry.modify_index))),
-            QueryValue::Kv(None) => Ok(Some((None, 0))),
-            other => panic!("a KV read answered {other:?}"),
-        },
-        Ok(_) => Ok(None),
-        Err(_) => Err(()),
-    }
-}
-
-fn decode(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(b)
-}
-
-/// Maps a write's answer to an outcome: only answers that prove nothing was applied are
-/// `Failed`; lost answers and errors after a proposal are indeterminate.
-fn write_outcome(answer: Result<ServerResponse, String>) -> Outcome<RegisterOutput> {
-    match answer {
-        Ok(ServerResponse::Written(Response::Bool(true))) => Outcome::Ok(RegisterOutput::Written),
-        Ok(ServerResponse::Written(Response::Bool(false))) => Outcome::Failed,
-        Ok(ServerResponse::WriteFailed(WriteError::NoLeader)) => Outcome::Failed,
-        Ok(_) | Err(_) => Outcome::Indeterminate,
-    }
-}
-
-async fn final_read(client: &SimClient, key: &str, timeout: Duration, now: impl Fn() -> Duration) -> Option<FinalRead> {
-    let cfg = RunConfig { call_timeout: timeout, ..RunConfig::default() };
-    for attempt in 0..20 {
-        let invoke = now();
-        if let Ok(Some((value, _))) = read(client, attempt % client.servers().len(), key, &cfg).await {
-            return Some(FinalRead { key: key.to_string(), value, invoke });
-        }
-        madsim::time::sleep(Duration::from_millis(500)).await;
-    }
-    None
-}
-
-/// Every running server's applied log entries, for State Machine Safety.
+/// Every running server's applied log entries still in its log, for State Machine Safety.
 async fn applied_entries(cluster: &Cluster) -> Vec<Applied> {
     let mut out = Vec::new();
     let logs = cluster.observer.logs();
@@ -399,9 +550,42 @@ async fn applied_entries(cluster: &Cluster) -> Vec<Applied> {
             continue;
         };
         for e in entries {
-            let mut h = Fnv::new();
+            let mut h = Fnv::default();
             h.write(&serde_json::to_vec(&e.payload).unwrap_or_default());
             out.push(Applied { node: id, index: e.log_id.index(), term: e.log_id.leader_id.term, digest: h.0 });
+        }
+    }
+    out
+}
+
+/// Parses `a..b` (or a single seed `a`) into a seed range.
+pub fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let bad = || format!("seeds must look like 100..200 or 7 (got {text:?})");
+    match text.split_once("..") {
+        Some((a, b)) => {
+            let a: u64 = a.trim().parse().map_err(|_| bad())?;
+            let b: u64 = b.trim().parse().map_err(|_| bad())?;
+            if a >= b {
+                return Err(format!("the seed range {text:?} is empty"));
+            }
+            Ok(a..b)
+        }
+        None => {
+            let a: u64 = text.trim().parse().map_err(|_| bad())?;
+            Ok(a..a + 1)
+        }
+    }
+}
+
+/// Counts per checker, for batch summaries.
+pub fn tally(reports: &[RunReport]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in reports {
+        for v in &r.violations {
+            *out.entry(v.checker.to_string()).or_insert(0) += 1;
+        }
+        if r.linearizability.is_violation() {
+            *out.entry("linearizability".to_string()).or_insert(0) += 1;
         }
     }
     out

@@ -99,7 +99,9 @@ impl<Rt> fmt::Debug for TypeConfig<Rt> {
     }
 }
 
-type LeaderIdOf = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
+/// Standard Raft leader ids: at most one leader per term, as in hashicorp/raft (Consul).
+/// openraft's default "advanced" ids allow several leaders in one term, ordered by node id.
+type LeaderIdOf = openraft::impls::leader_id_std::LeaderId<u64, NodeId>;
 
 impl<Rt: openraft::AsyncRuntime> openraft::RaftTypeConfig for TypeConfig<Rt> {
     type D = Request;

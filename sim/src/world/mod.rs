@@ -7,9 +7,11 @@
 //! its tasks; restarting it runs [`server::server_main`] again with the same durable state.
 
 pub mod client;
+pub mod faults;
 pub mod nemesis;
 pub mod net;
 pub mod server;
+pub mod skew;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -63,9 +63,16 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         }
     };
     let network = SimNetwork { endpoint: endpoint.clone() };
-    let raft = SimRaft::new(spec.raft_id, spec.raft_config.clone(), network, log.clone(), store.clone())
-        .await
-        .expect("Raft starts on a valid config");
+    // openraft replays the committed log on start; a log that lost committed entries (only a
+    // planted bug can do that) makes it fail, and the server refuses to start.
+    let raft = match SimRaft::new(spec.raft_id, spec.raft_config.clone(), network, log.clone(), store.clone()).await {
+        Ok(raft) => raft,
+        Err(e) => {
+            observer.refused(spec.raft_id, format!("raft: {e}"));
+            futures::future::pending::<()>().await;
+            unreachable!("a pending future never completes");
+        }
+    };
     // Every server bootstraps with the same voter set; one that already has a log refuses,
     // which is what a restarted server must do.
     let _ = raft.initialize(spec.members.clone()).await;
