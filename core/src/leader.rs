@@ -115,6 +115,9 @@ impl LeaderDuties {
             self.session_deadlines.iter().filter(|(_, d)| **d <= now_ms).map(|(id, _)| id.clone()).collect();
         for id in expired {
             self.session_deadlines.remove(&id);
+            if self.planted.forget_session_invalidation {
+                continue; // planted bug: the expired session lives on, with its locks
+            }
             self.outputs.push_back(LeaderOutput::Propose(Command::SessionDestroy { id }));
         }
         if self.next_reap_ms.is_some_and(|t| t <= now_ms) {
@@ -204,6 +207,16 @@ mod tests {
         assert_eq!(d.poll_output(), None);
         d.handle_timeout(35_000);
         assert_eq!(d.poll_output(), Some(LeaderOutput::Propose(Command::SessionDestroy { id: "b".into() })));
+    }
+
+    #[test]
+    fn the_planted_forget_session_invalidation_bug_never_expires_a_session() {
+        let mut d = LeaderDuties::new(Node::default(), 8300);
+        d.set_planted(Planted { forget_session_invalidation: true, ..Planted::default() });
+        d.handle_became_leader(0, [&session("a", "10s")]);
+        while d.poll_output().is_some() {}
+        d.handle_timeout(20_000);
+        assert_eq!(d.poll_output(), None, "with the bug planted, nothing is proposed");
     }
 
     #[test]

@@ -119,6 +119,10 @@ impl RunArgs {
                 return ExitCode::from(2);
             }
         };
+        if let Some(why) = sim::run::unsupported(&scenario) {
+            eprintln!("error: {why}");
+            return ExitCode::from(2);
+        }
         let path = self.file.display().to_string();
         let total = self.seeds.end - self.seeds.start;
         let next = Arc::new(AtomicU64::new(self.seeds.start));
@@ -194,7 +198,7 @@ fn summarise(scenario: &Scenario, path: &str, reports: &[RunReport], wall: Durat
         virtual_time.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         virtual_time.as_secs_f64()
     );
-    println!("  {faults} faults injected, {ops} operations checked, {refusals} corrupt-disk refusals");
+    println!("  {faults} faults injected, {ops} operations checked, {refusals} servers refused to start on a corrupt disk (detected bit flips)");
     if unknown > 0 {
         println!("  linearizability undecided (search budget) on {unknown} seeds");
     }

@@ -86,13 +86,13 @@ impl Catalog {
             Some(e) if e.session.as_deref() == Some(op.session.as_str()) => (e.create_index, e.lock_index),
             Some(e) if e.session.is_some() => return Ok(None),
             Some(e) => {
-                if self.in_lock_delay(&op.key, now_ms) {
+                if self.in_lock_delay(&op.key, now_ms) && !self.planted.ignore_lock_delay {
                     return Ok(None);
                 }
                 (e.create_index, e.lock_index + 1)
             }
             None => {
-                if self.in_lock_delay(&op.key, now_ms) {
+                if self.in_lock_delay(&op.key, now_ms) && !self.planted.ignore_lock_delay {
                     return Ok(None);
                 }
                 (index, 1)

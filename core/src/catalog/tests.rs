@@ -551,6 +551,18 @@ fn acquire_is_refused_until_the_lock_delay_ends() {
 }
 
 #[test]
+fn the_planted_ignore_lock_delay_bug_grants_a_lock_in_its_delay() {
+    let mut fsm = Fsm::with_node();
+    fsm.catalog.set_planted(crate::plant::Planted { ignore_lock_delay: true, ..Default::default() });
+    assert_eq!(fsm.create_session(lock_delay_session("s1", 15_000, Behavior::Release)), Response::Done);
+    fsm.session("s2");
+    fsm.lock("a", "1", "s1");
+    fsm.destroy("s1");
+    fsm.now_ms += 1;
+    assert_eq!(fsm.lock("a", "2", "s2"), Response::Bool(true), "granted at once: the bug is live");
+}
+
+#[test]
 fn lock_delay_also_guards_a_deleted_key() {
     let mut fsm = Fsm::with_node();
     assert_eq!(fsm.create_session(lock_delay_session("s1", 5_000, Behavior::Delete)), Response::Done);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use log_store::MemLogStore;
 pub use no_peers::{NoPeer, NoPeers};
-pub use state_machine::{CatalogStore, PersistSnapshot, WatchGuard, Watched};
+pub use state_machine::{ApplyHook, CatalogStore, PersistSnapshot, WatchGuard, Watched};
 
 use crate::catalog::{Request, Response};
 

@@ -33,7 +33,12 @@ struct Inner<C: RaftTypeConfig> {
     /// Makes a snapshot durable before the store reports it (and openraft purges the log).
     persist: Option<PersistSnapshot<C>>,
     planted: Planted,
+    /// Sees every applied request (the simulator's oracles); none in production.
+    apply_hook: Option<ApplyHook>,
 }
+
+/// Called with every request as it is applied, before the catalog changes.
+pub type ApplyHook = Arc<dyn Fn(&crate::catalog::Request) + Send + Sync>;
 
 /// Saves a snapshot durably (to the snapshot file); called with the store's lock held, before
 /// the snapshot is reported to openraft, which may then purge the log it covers.
@@ -63,6 +68,7 @@ impl<C: RaftTypeConfig> Default for CatalogStore<C> {
                 current_snapshot: None,
                 persist: None,
                 planted: Planted::default(),
+                apply_hook: None,
             })),
         }
     }
@@ -139,6 +145,12 @@ where
             inner.planted = planted;
         }
         Ok(store)
+    }
+
+    /// Installs a hook that sees every request as it is applied (for the simulator's oracles:
+    /// the exact virtual time a server applied something).
+    pub fn set_apply_hook(&self, hook: ApplyHook) {
+        self.lock().apply_hook = Some(hook);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<C>> {
@@ -251,7 +263,12 @@ where
                 let mut inner = self.lock();
                 let index = entry.log_id.index();
                 let response = match &entry.payload {
-                    EntryPayload::Normal(request) => inner.catalog.apply(index, request),
+                    EntryPayload::Normal(request) => {
+                        if let Some(hook) = &inner.apply_hook {
+                            hook(request);
+                        }
+                        inner.catalog.apply(index, request)
+                    }
                     EntryPayload::Blank => {
                         inner.catalog.apply_noop(index);
                         Response::Done

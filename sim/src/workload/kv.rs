@@ -73,7 +73,7 @@ impl KvRun {
 
     async fn one_op(&self, ctx: &Ctx) {
         let key = key_name(thread_rng().gen_range(0..self.spec.keys as usize));
-        let server = thread_rng().gen_range(0..ctx.servers);
+        let server = ctx.pick_server();
         let mix = self.spec.mix;
         let roll = thread_rng().gen_range(0..mix.read + mix.write + mix.cas);
         let id = ctx.client_id;
@@ -175,7 +175,8 @@ impl KvRun {
         let mut state = self.lock();
         let ops: Vec<RegisterOp> = std::mem::take(&mut state.history).finish(end.observed_until);
         let mut outcome = Outcome { ops: ops.len(), ..Outcome::default() };
-        outcome.trace = ops.iter().map(ToString::to_string).collect();
+        outcome.trace =
+            ops.iter().map(|op| format!("{:>10.3}s c{} kv {op}", op.invoke.as_secs_f64(), op.client)).collect();
         outcome.index_events = std::mem::take(&mut state.index_events);
         outcome.liveness_writes = ops
             .iter()

@@ -2,6 +2,9 @@
 //! same `Server::write` / `Server::read` / session calls the HTTP handlers make), record what
 //! they observe, and hand their histories to the checkers.
 //!
+//! The scenario format also has `[workloads.service]` and `[workloads.txn]`; their workloads
+//! are not written yet, and the runner refuses scenarios that use them.
+//!
 //! Every workload follows one shape, so the scenario runner can mix them:
 //!
 //! - a `...Run` value, cheap to clone (its state is shared), made from the scenario's spec;
@@ -14,8 +17,6 @@
 
 pub mod kv;
 pub mod lock;
-pub mod service;
-pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct Ctx {
     /// The run's start: history times are `start.elapsed()` (virtual time).
     pub start: Instant,
     stop: Arc<AtomicBool>,
+    /// Servers that refused to start (a corrupt disk): out of service for good, so clients
+    /// stop sending to them, as a client library fails over among agents.
+    out_of_service: Option<crate::world::Observer>,
 }
 
 impl Ctx {
@@ -52,7 +56,27 @@ impl Ctx {
         stop: Arc<AtomicBool>,
     ) -> Ctx {
         let servers = client.servers().len();
-        Ctx { client, client_id, servers, call_timeout, think, start, stop }
+        Ctx { client, client_id, servers, call_timeout, think, start, stop, out_of_service: None }
+    }
+
+    /// Makes [`Ctx::pick_server`] skip the servers `observer` saw refuse to start.
+    pub fn skipping_refused(mut self, observer: crate::world::Observer) -> Ctx {
+        self.out_of_service = Some(observer);
+        self
+    }
+
+    /// A random server to send the next request to, among those in service.
+    pub fn pick_server(&self) -> usize {
+        use madsim::rand::{thread_rng, Rng};
+        let refused: Vec<usize> = match &self.out_of_service {
+            Some(o) => o.refusals().iter().map(|(id, _)| *id as usize - 1).collect(),
+            None => Vec::new(),
+        };
+        let usable: Vec<usize> = (0..self.servers).filter(|i| !refused.contains(i)).collect();
+        if usable.is_empty() {
+            return thread_rng().gen_range(0..self.servers);
+        }
+        usable[thread_rng().gen_range(0..usable.len())]
     }
 
     /// Virtual time since the run started.
@@ -81,6 +105,10 @@ pub struct End {
     pub observed_until: Duration,
     /// The largest clock offset any server may have (for conservative lock-delay windows).
     pub clock_offset_max: Duration,
+    /// The run's start (virtual), as an `Instant` and as Unix ms: converts oracle instants
+    /// and leader wall-clock stamps into history times.
+    pub start: Instant,
+    pub start_unix_ms: u64,
 }
 
 /// What a workload hands back to the runner.

@@ -59,6 +59,16 @@ impl Default for RaftTiming {
 pub struct Observer {
     servers: Arc<Mutex<BTreeMap<u64, (SimServer, SimLog)>>>,
     refusals: Arc<Mutex<Vec<(u64, String)>>>,
+    session_destroys: Arc<Mutex<BTreeMap<String, SessionDestroyed>>>,
+}
+
+/// When a session's destroy (TTL expiry or a client's destroy) was first applied anywhere.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionDestroyed {
+    /// The first moment any server applied it (virtual time).
+    pub first_applied: std::time::Instant,
+    /// The wall-clock stamp (Unix ms) the proposing leader put on the command.
+    pub stamped_ms: u64,
 }
 
 impl Observer {
@@ -84,6 +94,16 @@ impl Observer {
     pub fn logs(&self) -> BTreeMap<u64, SimLog> {
         let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         servers.iter().map(|(id, (_, log))| (*id, log.clone())).collect()
+    }
+
+    fn session_destroyed(&self, id: &str, stamped_ms: u64) {
+        let mut m = self.session_destroys.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(id.to_string()).or_insert(SessionDestroyed { first_applied: std::time::Instant::now(), stamped_ms });
+    }
+
+    /// Every session destroy applied so far, by session ID.
+    pub fn session_destroys(&self) -> BTreeMap<String, SessionDestroyed> {
+        self.session_destroys.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Servers that refused to start because recovery found corruption: (Raft id, error).

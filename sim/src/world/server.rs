@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use legate_core::catalog::Node;
+use legate_core::catalog::{Command, Node, Request};
 use legate_core::plant::Planted;
 use legate_core::raft::{CatalogStore, PersistSnapshot, ServerNode};
 use legate_core::storage::{load_snapshot, save_snapshot, Corruption, DiskLogStore, LogOptions};
@@ -62,6 +62,14 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
             unreachable!("a pending future never completes");
         }
     };
+    {
+        let observer = observer.clone();
+        store.set_apply_hook(Arc::new(move |request: &Request| {
+            if let Command::SessionDestroy { id } = &request.command {
+                observer.session_destroyed(id, request.now_ms);
+            }
+        }));
+    }
     let network = SimNetwork { endpoint: endpoint.clone() };
     // openraft replays the committed log on start; a log that lost committed entries (only a
     // planted bug can do that) makes it fail, and the server refuses to start.
