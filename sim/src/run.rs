@@ -247,7 +247,10 @@ async fn run(scenario: Scenario) -> RunReport {
         };
         set_skew(slot.node.id(), skew);
         if skew != Skew::default() {
-            trace.push(format!("{:>10.3}s s{i} clock offset {}ns drift {}ppm", 0.0, skew.offset_ns, skew.drift_ppm));
+            trace.push(format!(
+                "{:>10.3}s s{i} clock offset {}ns drift {}ppm (drawn; not applied yet, see world::skew)",
+                0.0, skew.offset_ns, skew.drift_ppm
+            ));
         }
         base_skews.push(skew);
     }
