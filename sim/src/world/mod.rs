@@ -8,7 +8,6 @@
 
 pub mod client;
 pub mod faults;
-pub mod nemesis;
 pub mod net;
 pub mod server;
 pub mod skew;
