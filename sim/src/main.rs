@@ -139,7 +139,7 @@ impl RunArgs {
                     if seed >= end {
                         return;
                     }
-                    let report = run_seed(seed, &scenario);
+                    let mut report = run_seed(seed, &scenario);
                     let mut out = String::new();
                     if trace {
                         out.push_str(&format!("--- trace of {} seed {seed}\n", scenario.name));
@@ -159,6 +159,8 @@ impl RunArgs {
                         let mut stdout = std::io::stdout().lock();
                         let _ = write!(stdout, "\r\x1b[2K{out}{line}");
                     }
+                    // The summary needs the counts, not the trace: keep a batch's memory flat.
+                    report.trace = Vec::new();
                     reports.lock().unwrap_or_else(|p| p.into_inner()).push(report);
                     let d = done.fetch_add(1, Ordering::SeqCst) + 1;
                     progress(d, total as usize, started);

@@ -83,6 +83,12 @@ impl Observer {
         self.refusals.lock().unwrap_or_else(|p| p.into_inner()).push((raft_id, error));
     }
 
+    /// Forgets every server. The servers' apply hooks hold this observer, so the world is a
+    /// reference cycle until a run clears it: call at the end of a run, or memory leaks per seed.
+    pub fn clear(&self) {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The servers currently running, by Raft id.
     pub fn servers(&self) -> BTreeMap<u64, SimServer> {
         let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
