@@ -17,7 +17,6 @@ use madsim::rand::{thread_rng, Rng};
 use super::{Ctx, End, Outcome};
 use crate::check::{
     self, FinalRead, IndexEvent, Outcome as OpOutcome, Recorder, RegisterInput, RegisterOp, RegisterOutput, Verdict,
-    WriteAfterHeal,
 };
 use crate::scenario::{KvWorkload, ReadMode};
 use crate::world::net::ClientCall;
@@ -178,16 +177,8 @@ impl KvRun {
         outcome.trace =
             ops.iter().map(|op| format!("{:>10.3}s c{} kv {op}", op.invoke.as_secs_f64(), op.client)).collect();
         outcome.index_events = std::mem::take(&mut state.index_events);
-        outcome.liveness_writes = ops
-            .iter()
-            .filter(|op| op.invoke >= end.healed_at && !matches!(op.input, RegisterInput::Read))
-            .map(|op| WriteAfterHeal {
-                client: op.client,
-                key: op.key.clone(),
-                invoke: op.invoke,
-                acked_at: if op.is_indeterminate() { None } else { Some(op.complete) },
-            })
-            .collect();
+        outcome.liveness_writes =
+            super::writes_after_heal(&ops, end.healed_at, |input| !matches!(input, RegisterInput::Read));
         let writes = check::durability::writes_from_register_history(&ops);
         match &state.final_reads {
             Some(reads) if reads.len() == self.spec.keys as usize => {

@@ -27,7 +27,7 @@ use madsim::rand::{thread_rng, Rng};
 use super::{Ctx, End, Outcome};
 use crate::check::{
     self, LockDelayWindow, LockInput, LockOp, LockOutput, Outcome as OpOutcome, Recorder, SessionEnd, SessionEnds,
-    Violation, WriteAfterHeal,
+    Violation,
 };
 use crate::scenario::LockWorkload;
 use crate::world::net::ClientCall;
@@ -255,16 +255,8 @@ impl LockRun {
             ops.iter().map(|op| format!("{:>10.3}s c{} lock {op}", op.invoke.as_secs_f64(), op.client)).collect();
         outcome.violations = check::lock_safety::check(&ops, &SessionEnds::Complete(ends), &windows);
         // Acquires and releases are writes: after the heal each must be answered in time.
-        outcome.liveness_writes = ops
-            .iter()
-            .filter(|op| op.invoke >= end.healed_at && !matches!(op.input, LockInput::Read))
-            .map(|op| WriteAfterHeal {
-                client: op.client,
-                key: op.key.clone(),
-                invoke: op.invoke,
-                acked_at: if op.is_indeterminate() { None } else { Some(op.complete) },
-            })
-            .collect();
+        outcome.liveness_writes =
+            super::writes_after_heal(&ops, end.healed_at, |input| !matches!(input, LockInput::Read));
         outcome.violations.extend(self.liveness(&ops, end));
         outcome
     }

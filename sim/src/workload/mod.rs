@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::check::{IndexEvent, Violation, WriteAfterHeal};
+use crate::check::{IndexEvent, Op, Violation, WriteAfterHeal};
 use crate::world::client::SimClient;
 
 /// What one client process of a workload gets.
@@ -125,4 +125,22 @@ pub struct Outcome {
     pub liveness_writes: Vec<WriteAfterHeal>,
     /// One line per recorded operation (its `Display`), hashed into the trace.
     pub trace: Vec<String>,
+}
+
+/// The write-like operations (`is_write`) invoked after the heal, for the liveness checker:
+/// each must be answered (ok or refused) within the bound; indeterminate ones never were.
+pub fn writes_after_heal<I, R>(
+    ops: &[Op<I, R>],
+    healed_at: Duration,
+    is_write: impl Fn(&I) -> bool,
+) -> Vec<WriteAfterHeal> {
+    ops.iter()
+        .filter(|op| op.invoke >= healed_at && is_write(&op.input))
+        .map(|op| WriteAfterHeal {
+            client: op.client,
+            key: op.key.clone(),
+            invoke: op.invoke,
+            acked_at: if op.is_indeterminate() { None } else { Some(op.complete) },
+        })
+        .collect()
 }
