@@ -247,10 +247,7 @@ async fn run(scenario: Scenario) -> RunReport {
         };
         set_skew(slot.node.id(), skew);
         if skew != Skew::default() {
-            trace.push(format!(
-                "{:>10.3}s s{i} clock offset {}ns drift {}ppm (drawn; not applied yet, see world::skew)",
-                0.0, skew.offset_ns, skew.drift_ppm
-            ));
+            trace.push(format!("{:>10.3}s s{i} clock offset {}ns drift {}ppm", 0.0, skew.offset_ns, skew.drift_ppm));
         }
         base_skews.push(skew);
     }
@@ -377,14 +374,7 @@ async fn run(scenario: Scenario) -> RunReport {
     }
 
     // Checkers.
-    let end = End {
-        healed_at,
-        observed_until,
-        clock_offset_max: Duration::from_nanos(clocks.offset_max_ns)
-            + clock_fault_offset_max(&scenario.nemesis, clocks.offset_max_ns),
-        start,
-        start_unix_ms,
-    };
+    let end = End { healed_at, observed_until, clock_offset_max: clock_error_max(&scenario), start, start_unix_ms };
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut linearizability = Verdict::Ok;
     if let Some(kv) = workloads.kv {
@@ -481,24 +471,29 @@ async fn run(scenario: Scenario) -> RunReport {
     }
 }
 
-/// The largest clock offset a scheduled or random clock fault can add (for lock-delay bounds).
-fn clock_fault_offset_max(nemesis: &Nemesis, offset_max_ns: u64) -> Duration {
+/// The largest error any server's wall clock can have during the run: its `[clocks]` offset,
+/// plus the largest offset a clock fault adds, plus the drift of both accumulated over the
+/// whole run (a fault's drift leaves its accumulated error behind when it ends). Lock-delay
+/// windows are shortened by twice this, which keeps them sound.
+fn clock_error_max(scenario: &Scenario) -> Duration {
     use crate::scenario::{Fault, FaultKind};
-    match nemesis {
-        Nemesis::None => Duration::ZERO,
+    let clocks = scenario.clocks;
+    let (fault_offset_ns, fault_drift_ppm) = match &scenario.nemesis {
         Nemesis::Random(r) if r.faults.contains(&FaultKind::Clock) => {
-            Duration::from_nanos(offset_max_ns.max(1_000_000_000))
+            // What `FaultDriver::draw` can pick.
+            (clocks.offset_max_ns.max(1_000_000_000), u64::from(clocks.drift_max_ppm.max(5_000)))
         }
-        Nemesis::Random(_) => Duration::ZERO,
-        Nemesis::Schedule(entries) => entries
-            .iter()
-            .filter_map(|e| match e.fault {
-                Fault::Clock { offset_ns, .. } => Some(Duration::from_nanos(offset_ns.unsigned_abs())),
-                _ => None,
-            })
-            .max()
-            .unwrap_or_default(),
-    }
+        Nemesis::Schedule(entries) => entries.iter().fold((0, 0), |(o, d), e| match e.fault {
+            Fault::Clock { offset_ns, drift_ppm, .. } => {
+                (o.max(offset_ns.unsigned_abs()), d.max(u64::from(drift_ppm.unsigned_abs())))
+            }
+            _ => (o, d),
+        }),
+        _ => (0, 0),
+    };
+    let drift_ppm = u64::from(clocks.drift_max_ppm) + fault_drift_ppm;
+    let drift_ns = (u128::from(scenario.run_ns()) * u128::from(drift_ppm) / 1_000_000) as u64;
+    Duration::from_nanos(clocks.offset_max_ns + fault_offset_ns + drift_ns)
 }
 
 /// Observes leaders until `until` (time since `start`), expiring faults as their time comes.

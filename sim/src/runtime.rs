@@ -6,9 +6,9 @@
 //! | openraft piece | here |
 //! |---|---|
 //! | `spawn`, `JoinHandle`, `JoinError`, `is_panic` | `madsim::task` (a panicking task fails the whole run, so `is_panic` is only ever false) |
-//! | `Instant` | `std::time::Instant`, which madsim virtualises (`madsim::time::Instant` *is* that type) |
-//! | `sleep`, `sleep_until` | `madsim::time` (madsim sleeps at least 1 ms, as tokio does) |
-//! | `timeout`, `timeout_at` | [`Timeout`]: the future first, then a madsim sleep (biased) |
+//! | `Instant` | [`SimInstant`]: the current node's local monotonic time, madsim's virtual clock with that node's drift applied ([`clock`]) |
+//! | `sleep`, `sleep_until` | [`SimSleep`]: a madsim sleep to the real instant the node's clock reads the deadline (madsim sleeps at least 1 ms, as tokio does) |
+//! | `timeout`, `timeout_at` | [`Timeout`]: the future first, then a [`SimSleep`] (biased) |
 //! | `thread_rng` | [`MadsimRng`]: madsim's seeded global RNG, never the OS |
 //! | `Mpsc` | [`SimMpsc`]: `async-channel`, bounded, with weak senders |
 //! | `Watch` | [`SimWatch`]: a small lock + version + `event-listener` channel |
@@ -20,7 +20,15 @@
 //! its eight notifiers a receiver waits on with a thread-local RNG seeded from a process-wide
 //! counter, so the order receivers wake in (and so madsim's schedule) would differ between a
 //! seed run alone and the same seed run in a batch. Every channel here wakes in FIFO order.
+//!
+//! Clock skew: [`clock::set_skew`] gives a node an offset (wall clock only) and a drift (every
+//! timer and clock of that node: openraft's, the server's routing deadlines, and the
+//! [`clock::node_clock`] the server's duties and command stamps read). A node without skew
+//! reads madsim's clock unchanged, with the same timer deadlines as before skew existed. See
+//! [`clock`] for the model.
 
+pub mod clock;
+mod instant;
 mod mpsc;
 mod mutex;
 mod oneshot;
@@ -35,6 +43,8 @@ use std::time::Duration;
 
 use openraft_rt::{AsyncRuntime, OptionalSend};
 
+pub use clock::{node_clock, set_skew, skew_of, Skew};
+pub use instant::{SimInstant, SimSleep};
 pub use mpsc::{SimMpsc, SimMpscReceiver, SimMpscSender, SimMpscWeakSender};
 pub use mutex::SimMutex;
 pub use oneshot::{SimOneshot, SimOneshotSender};
@@ -53,7 +63,9 @@ pub struct MadsimRuntime {
 
 impl MadsimRuntime {
     /// A fresh world whose whole behaviour (schedule, clock start, RNG) follows from `seed`.
+    /// Every node starts without clock skew (this thread's skew table is cleared).
     pub fn with_seed_and_config(seed: u64, config: madsim::Config) -> Self {
+        clock::reset();
         MadsimRuntime { rt: madsim::runtime::Runtime::with_seed_and_config(seed, config) }
     }
 
@@ -72,8 +84,8 @@ impl fmt::Debug for MadsimRuntime {
 impl AsyncRuntime for MadsimRuntime {
     type JoinError = madsim::task::JoinError;
     type JoinHandle<T: OptionalSend + 'static> = madsim::task::JoinHandle<T>;
-    type Sleep = madsim::time::Sleep;
-    type Instant = std::time::Instant;
+    type Sleep = SimSleep;
+    type Instant = SimInstant;
     type TimeoutError = madsim::time::error::Elapsed;
     type Timeout<R, T: Future<Output = R> + OptionalSend> = Timeout<T>;
     type ThreadLocalRng = MadsimRng;
@@ -87,19 +99,19 @@ impl AsyncRuntime for MadsimRuntime {
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {
-        madsim::time::sleep(duration)
+        SimSleep::new(duration)
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
-        madsim::time::sleep_until(deadline)
+        SimSleep::until(deadline)
     }
 
     fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> Self::Timeout<R, F> {
-        Timeout::new(future, madsim::time::sleep(duration))
+        Timeout::new(future, SimSleep::new(duration))
     }
 
     fn timeout_at<R, F: Future<Output = R> + OptionalSend>(deadline: Self::Instant, future: F) -> Self::Timeout<R, F> {
-        Timeout::new(future, madsim::time::sleep_until(deadline))
+        Timeout::new(future, SimSleep::until(deadline))
     }
 
     fn is_panic(join_error: &Self::JoinError) -> bool {

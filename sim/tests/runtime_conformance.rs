@@ -8,9 +8,9 @@ fn madsim_runtime_passes_openraft_suite() {
     Suite::<MadsimRuntime>::test_all();
 }
 
-/// `std::time::Instant` is the runtime's `Instant`: it must follow madsim's clock, not the OS's.
+/// The runtime's `Instant` (`SimInstant`, over `std::time::Instant`) follows madsim's clock, not the OS's.
 #[test]
-fn std_instant_is_virtual() {
+fn the_runtime_instant_is_virtual() {
     use openraft_rt::AsyncRuntime;
     use std::time::{Duration, Instant};
 

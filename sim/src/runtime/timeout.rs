@@ -1,11 +1,12 @@
-//! A nameable timeout future over madsim's sleep (madsim's own returns an opaque type).
+//! A nameable timeout future over [`SimSleep`] (madsim's own timeout returns an opaque type).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use madsim::time::error::Elapsed;
-use madsim::time::Sleep;
+
+use super::SimSleep;
 
 pin_project_lite::pin_project! {
     /// Resolves to the future's output, or to [`Elapsed`] once the sleep ends first.
@@ -16,12 +17,12 @@ pin_project_lite::pin_project! {
     pub struct Timeout<F> {
         #[pin]
         future: F,
-        sleep: Sleep,
+        sleep: SimSleep,
     }
 }
 
 impl<F> Timeout<F> {
-    pub(super) fn new(future: F, sleep: Sleep) -> Self {
+    pub(super) fn new(future: F, sleep: SimSleep) -> Self {
         Timeout { future, sleep }
     }
 }

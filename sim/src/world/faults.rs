@@ -204,10 +204,7 @@ impl FaultDriver {
                 let node = cluster.servers[i].node.id();
                 let base = skew_of(node);
                 set_skew(node, Skew { offset_ns: base.offset_ns + offset_ns, drift_ppm: base.drift_ppm + drift_ppm });
-                (
-                    Undo::Clock(i),
-                    format!("clock s{i} offset {offset_ns}ns drift {drift_ppm}ppm (not applied yet, see world::skew)"),
-                )
+                (Undo::Clock(i), format!("clock s{i} offset {offset_ns}ns drift {drift_ppm}ppm"))
             }
             Fault::Drop { target, probability } => {
                 self.messages(cluster, *target, |f| f.drop = *probability, format!("drop p={probability}"))

@@ -9,7 +9,6 @@ use legate_core::catalog::{Command, Node, Request};
 use legate_core::plant::Planted;
 use legate_core::raft::{CatalogStore, PersistSnapshot, ServerNode};
 use legate_core::storage::{load_snapshot, save_snapshot, Corruption, DiskLogStore, LogOptions};
-use legate_runtime::clock::Clock;
 use legate_runtime::server::{Server, ServerConfig, ServerResponse};
 use madsim::net::Endpoint;
 use openraft::Snapshot;
@@ -97,8 +96,13 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         modify_index: 0,
     };
     let config = ServerConfig { raft_id: spec.raft_id, node, rpc_addr: spec.addr.to_string(), planted: spec.planted };
-    let server =
-        SimServer::new(raft.clone(), store, config, Clock::default(), SimTransport { endpoint: endpoint.clone() });
+    let server = SimServer::new(
+        raft.clone(),
+        store,
+        config,
+        crate::runtime::node_clock(),
+        SimTransport { endpoint: endpoint.clone() },
+    );
     madsim::task::spawn(server.clone().run_duties());
     observer.started(spec.raft_id, server.clone(), log);
 
