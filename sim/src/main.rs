@@ -119,10 +119,6 @@ impl RunArgs {
                 return ExitCode::from(2);
             }
         };
-        if let Some(why) = sim::run::unsupported(&scenario) {
-            eprintln!("error: {why}");
-            return ExitCode::from(2);
-        }
         let path = self.file.display().to_string();
         let total = self.seeds.end - self.seeds.start;
         let next = Arc::new(AtomicU64::new(self.seeds.start));

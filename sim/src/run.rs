@@ -22,6 +22,8 @@ use crate::check::{LivenessBounds, LivenessObservations};
 use crate::scenario::{Checker, Nemesis, Plant, Scenario};
 use crate::workload::kv::KvRun;
 use crate::workload::lock::LockRun;
+use crate::workload::service::ServiceRun;
+use crate::workload::txn::TxnRun;
 use crate::workload::{think_time, Ctx, End, Outcome};
 use crate::world::client::SimClient;
 use crate::world::faults::FaultDriver;
@@ -117,12 +119,7 @@ pub fn replay_command(seed: u64, scenario_path: &str) -> String {
 
 /// Runs one seed on a fresh thread with a fresh madsim runtime (madsim seeds std's hash keys
 /// once per thread, so a thread per seed keeps a seed's run independent of its batch).
-///
-/// Panics if the scenario uses a workload the runner does not have (see [`unsupported`]).
 pub fn run_seed(seed: u64, scenario: &Scenario) -> RunReport {
-    if let Some(why) = unsupported(scenario) {
-        panic!("{why}");
-    }
     let name = scenario.name.clone();
     let scenario = scenario.clone();
     let run = std::thread::Builder::new()
@@ -206,23 +203,8 @@ fn planted(scenario: &Scenario) -> Planted {
 struct Workloads {
     kv: Option<KvRun>,
     lock: Option<LockRun>,
-}
-
-/// Why this runner cannot execute `scenario`, if it cannot: the service and txn workloads are
-/// in the file format but not implemented yet.
-pub fn unsupported(scenario: &Scenario) -> Option<String> {
-    let missing: Vec<&str> = [("service", scenario.service().is_some()), ("txn", scenario.txn().is_some())]
-        .iter()
-        .filter(|(_, used)| *used)
-        .map(|(name, _)| *name)
-        .collect();
-    (!missing.is_empty()).then(|| {
-        format!(
-            "scenario {}: the {} workload(s) are not implemented in the runner yet",
-            scenario.name,
-            missing.join(" and ")
-        )
-    })
+    service: Option<ServiceRun>,
+    txn: Option<TxnRun>,
 }
 
 async fn run(scenario: Scenario) -> RunReport {
@@ -252,7 +234,12 @@ async fn run(scenario: Scenario) -> RunReport {
         base_skews.push(skew);
     }
 
-    let workloads = Workloads { kv: scenario.kv().map(KvRun::new), lock: scenario.lock().map(LockRun::new) };
+    let workloads = Workloads {
+        kv: scenario.kv().map(KvRun::new),
+        lock: scenario.lock().map(LockRun::new),
+        service: scenario.service().map(ServiceRun::new),
+        txn: scenario.txn().map(TxnRun::new),
+    };
 
     // Client processes, one madsim node each.
     let stop = Arc::new(AtomicBool::new(false));
@@ -270,6 +257,12 @@ async fn run(scenario: Scenario) -> RunReport {
     if let Some(spec) = scenario.lock() {
         plan("lock", spec.clients, spec.rate_per_s);
     }
+    if let Some(spec) = scenario.service() {
+        plan("service", spec.clients, spec.rate_per_s);
+    }
+    if let Some(spec) = scenario.txn() {
+        plan("txn", spec.clients, spec.rate_per_s);
+    }
     let mut tasks = Vec::new();
     // Every node this run creates, killed at the end (see below).
     let mut nodes = Vec::new();
@@ -277,13 +270,16 @@ async fn run(scenario: Scenario) -> RunReport {
         let node = cluster.handle.create_node().name(format!("c{id}-{kind}")).ip(client_ip(id as usize - 1)).build();
         nodes.push(node.id());
         let (addrs, stop, observer) = (addrs.clone(), stop.clone(), cluster.observer.clone());
-        let (kv, lock) = (workloads.kv.clone(), workloads.lock.clone());
+        let (kv, lock, service, txn) =
+            (workloads.kv.clone(), workloads.lock.clone(), workloads.service.clone(), workloads.txn.clone());
         tasks.push(node.spawn(async move {
             let client = SimClient::connect(addrs).await;
             let ctx = Ctx::new(client, id, CALL_TIMEOUT, think, start, stop).skipping_refused(observer);
             match kind {
                 "kv" => kv.expect("kv workload").client(ctx).await,
-                _ => lock.expect("lock workload").client(ctx).await,
+                "lock" => lock.expect("lock workload").client(ctx).await,
+                "service" => service.expect("service workload").client(ctx).await,
+                _ => txn.expect("txn workload").client(ctx).await,
             }
         }));
     }
@@ -385,10 +381,17 @@ async fn run(scenario: Scenario) -> RunReport {
     if let Some(lock) = workloads.lock {
         outcomes.push(lock.finish(&end));
     }
+    if let Some(service) = workloads.service {
+        outcomes.push(service.finish(&end));
+    }
+    if let Some(txn) = workloads.txn {
+        outcomes.push(txn.finish(&end));
+    }
 
     let enabled = |name: &str| {
-        // A checker outside the scenario format's six (a panic) always counts; the six only
-        // when the scenario lists them.
+        // Checkers outside the scenario format's six (a workload's own: service_health,
+        // txn_atomicity, txn_realtime; or a panic) always count; the six only when the
+        // scenario lists them.
         let general = [
             Checker::Linearizability,
             Checker::LockSafety,

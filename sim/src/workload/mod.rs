@@ -2,9 +2,6 @@
 //! same `Server::write` / `Server::read` / session calls the HTTP handlers make), record what
 //! they observe, and hand their histories to the checkers.
 //!
-//! The scenario format also has `[workloads.service]` and `[workloads.txn]`; their workloads
-//! are not written yet, and the runner refuses scenarios that use them.
-//!
 //! Every workload follows one shape, so the scenario runner can mix them:
 //!
 //! - a `...Run` value, cheap to clone (its state is shared), made from the scenario's spec;
@@ -17,6 +14,8 @@
 
 pub mod kv;
 pub mod lock;
+pub mod service;
+pub mod txn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
