@@ -55,7 +55,7 @@
 //! spot: damage to the very last record of the last segment looks like a torn write, so that
 //! record is dropped rather than refused (a per-append durable length would close it).
 
-mod codec;
+pub mod codec;
 mod disk;
 mod log;
 mod meta;
