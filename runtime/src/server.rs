@@ -17,9 +17,9 @@ use futures::StreamExt as _;
 use legate_core::catalog::{Answer, ApplyError, Command, Query, QueryValue, Request, Response, Session};
 use legate_core::leader::{LeaderDuties, LeaderOutput, SERF_CHECK_ID};
 use legate_core::limits;
-use legate_core::raft::{CatalogStore, ServerNode, TypeConfig, Watched};
+use legate_core::raft::{CatalogStore, NodeId, ServerNode, TypeConfig, Watched};
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{ReadPolicy, ServerState};
+use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use openraft_rt::{AsyncRuntime, Instant as _, Select3, WatchReceiver};
 use rand_core010::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,9 @@ pub struct QueryResult<T> {
 pub enum WriteError {
     #[error("No cluster leader")]
     NoLeader,
+    /// A client agent reached no server (nothing was sent).
+    #[error("No known Consul servers: {0}")]
+    NoServer(String),
     /// The request may or may not have been applied (a lost forward, a leader change after
     /// the entry was appended).
     #[error("rpc error: {0}")]
@@ -121,6 +124,9 @@ pub enum WriteError {
 pub enum ReadError {
     #[error("No cluster leader")]
     NoLeader,
+    /// A client agent reached no server.
+    #[error("No known Consul servers: {0}")]
+    NoServer(String),
     #[error("rpc error: {0}")]
     Rpc(String),
     #[error("{0}")]
@@ -133,7 +139,19 @@ pub enum ServerRequest {
     Write(Command),
     CreateSession(Session),
     RenewSession(String),
-    Read { opts: QueryOptions, query: Query },
+    Read {
+        opts: QueryOptions,
+        query: Query,
+    },
+    /// Adds a server as a voter (a server joining an existing cluster).
+    AddServer {
+        id: NodeId,
+        node: ServerNode,
+    },
+    /// Removes a server from the configuration (`legate leave`, `operator raft remove-peer`).
+    RemoveServer {
+        id: NodeId,
+    },
 }
 
 /// The answer to a [`ServerRequest`].
@@ -143,10 +161,51 @@ pub enum ServerResponse {
     SessionCreated(Result<Session, ApplyError>),
     SessionRenewed(Option<Session>),
     Read(QueryResult<QueryValue>),
+    Status(RaftStatus),
+    MembershipChanged,
     /// The receiver does not lead (any more); nothing was done.
     NotLeader,
     WriteFailed(WriteError),
     ReadFailed(ReadError),
+}
+
+/// One server of the Raft configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftServer {
+    pub id: NodeId,
+    pub node: ServerNode,
+    /// A voter (else a learner, catching up before it may vote).
+    pub voter: bool,
+}
+
+/// What a server knows of the Raft cluster: `/v1/status/*` and
+/// `/v1/operator/raft/configuration`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// The server that answered.
+    pub id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// Every server of the configuration, by id.
+    pub servers: Vec<RaftServer>,
+    /// The index of the latest configuration entry.
+    pub config_index: u64,
+    pub last_log_index: u64,
+}
+
+impl RaftStatus {
+    /// The leader's record, if one is known and in the configuration.
+    pub fn leader_node(&self) -> Option<&ServerNode> {
+        let leader = self.leader?;
+        self.servers.iter().find(|s| s.id == leader).map(|s| &s.node)
+    }
+
+    /// Every voter's RPC address, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.servers.iter().filter(|s| s.voter).map(|s| s.node.rpc_addr.clone()).collect();
+        peers.sort();
+        peers
+    }
 }
 
 /// Reaches other servers. An error means the call may or may not have been carried out.
@@ -253,13 +312,89 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
 
     /// Every voter's RPC address, sorted.
     pub fn peers(&self) -> Vec<String> {
+        self.status().peers()
+    }
+
+    /// The Raft status as this server sees it.
+    pub fn status(&self) -> RaftStatus {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow_watched();
-        let membership = m.membership_config.membership();
-        let mut peers: Vec<String> =
-            membership.voter_ids().filter_map(|id| membership.get_node(&id).map(|n| n.rpc_addr.clone())).collect();
-        peers.sort();
-        peers
+        let stored = &m.membership_config;
+        let membership = stored.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let servers = membership
+            .nodes()
+            .map(|(id, node)| RaftServer { id: *id, node: node.clone(), voter: voters.contains(id) })
+            .collect();
+        RaftStatus {
+            id: self.inner.config.raft_id,
+            leader: m.current_leader,
+            term: m.current_term,
+            servers,
+            config_index: stored.log_id().as_ref().map_or(0, |l| l.index()),
+            last_log_index: m.last_log_index.unwrap_or(0),
+        }
+    }
+
+    /// Adds a server to the configuration as a voter (through the leader): first as a learner
+    /// that catches up, then as a voter. Adding a server already a voter changes nothing.
+    pub async fn add_server(&self, id: NodeId, node: ServerNode) -> Result<(), WriteError> {
+        match self.leader_call(ServerRequest::AddServer { id, node }).await? {
+            ServerResponse::MembershipChanged => Ok(()),
+            other => Err(WriteError::Internal(format!("unexpected answer to add-server: {other:?}"))),
+        }
+    }
+
+    /// Removes a server from the configuration (through the leader).
+    pub async fn remove_server(&self, id: NodeId) -> Result<(), WriteError> {
+        match self.leader_call(ServerRequest::RemoveServer { id }).await? {
+            ServerResponse::MembershipChanged => Ok(()),
+            other => Err(WriteError::Internal(format!("unexpected answer to remove-server: {other:?}"))),
+        }
+    }
+
+    async fn change_membership_local(&self, change: ServerRequest) -> ServerResponse {
+        let raft = &self.inner.raft;
+        let status = self.status();
+        let result = match change {
+            ServerRequest::AddServer { id, node } => {
+                if status.servers.iter().any(|s| s.id == id && s.voter && s.node == node) {
+                    return ServerResponse::MembershipChanged;
+                }
+                match raft.add_learner(id, node, true).await {
+                    Ok(_) => raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await,
+                    Err(e) => Err(e),
+                }
+            }
+            ServerRequest::RemoveServer { id } => {
+                if !status.servers.iter().any(|s| s.id == id) {
+                    return ServerResponse::WriteFailed(WriteError::Internal(format!(
+                        "no server with id {id} in the Raft configuration"
+                    )));
+                }
+                if status.servers.iter().filter(|s| s.voter).count() == 1
+                    && status.servers.iter().any(|s| s.id == id && s.voter)
+                {
+                    return ServerResponse::WriteFailed(WriteError::Internal(
+                        "cannot remove the last voter of the Raft configuration".into(),
+                    ));
+                }
+                let voter = status.servers.iter().any(|s| s.id == id && s.voter);
+                // `retain = false`: a removed voter leaves the configuration altogether.
+                let change = if voter {
+                    ChangeMembers::RemoveVoters([id].into())
+                } else {
+                    ChangeMembers::RemoveNodes([id].into())
+                };
+                raft.change_membership(change, false).await
+            }
+            _ => return ServerResponse::WriteFailed(WriteError::Internal("not a membership change".into())),
+        };
+        match result {
+            Ok(_) => ServerResponse::MembershipChanged,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => ServerResponse::NotLeader,
+            Err(e) => ServerResponse::WriteFailed(WriteError::Internal(e.to_string())),
+        }
     }
 
     fn deadline_in(ms: u64) -> Rt::Instant {
@@ -351,6 +486,9 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
                 Ok(r) => ServerResponse::Read(r),
                 Err(e) => ServerResponse::ReadFailed(e),
             },
+            change @ (ServerRequest::AddServer { .. } | ServerRequest::RemoveServer { .. }) => {
+                self.change_membership_local(change).await
+            }
         }
     }
 
@@ -393,6 +531,7 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
             Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a read: {other:?}"))),
             Err(WriteError::NoLeader) => Err(ReadError::NoLeader),
             Err(WriteError::Unknown(e)) => Err(ReadError::Rpc(e)),
+            Err(WriteError::NoServer(e)) => Err(ReadError::NoServer(e)),
             Err(WriteError::Internal(e)) => Err(ReadError::Internal(e)),
         }
     }

@@ -1,27 +1,17 @@
-//! Raft and server-to-server RPCs over madsim's simulated network.
+//! The runtime's messages ([`legate_runtime::rpc`]) over madsim's simulated network.
 //!
-//! One request type ([`Rpc`]) and one answer type ([`RpcReply`]) carry every message between
-//! simulated processes: Raft's AppendEntries / Vote / PreVote / full snapshot, the servers'
-//! forwarding ([`ServerRequest`]), and client calls into a server's API ([`ClientCall`]).
-//! madsim delivers them as typed values (no serialisation) with its seeded latency, loss and
-//! partitions. Every call has a timeout: a partitioned peer answers nothing.
+//! The agent carries [`Rpc`]s over TCP; here madsim delivers them as typed values (no
+//! serialisation) with its seeded latency, loss and partitions, plus the message faults the
+//! nemesis sets ([`LinkFaults`]). Every call has a timeout: a partitioned peer answers nothing.
 
-use std::future::Future;
-use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use legate_core::catalog::{Command, Query, Session};
-use legate_core::raft::{NodeId, ServerNode, TypeConfig};
-use legate_runtime::server::{QueryOptions, ServerRequest, ServerResponse, Transport};
+use legate_core::raft::{ServerNode, TypeConfig};
+use legate_runtime::rpc::{RpcNetwork, RpcTransport, Wire, WireError};
 use madsim::net::Endpoint;
 use madsim::rand::{thread_rng, Rng};
-use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::{AnyError, OptionalSend};
 use serde::{Deserialize, Serialize};
 
 use crate::MadsimRuntime;
@@ -29,48 +19,30 @@ use crate::MadsimRuntime;
 /// openraft's type configuration in the simulator.
 pub type Tc = TypeConfig<MadsimRuntime>;
 
-/// A call a client makes to a server's API — what the HTTP handlers do in the agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClientCall {
-    Write(Command),
-    Read { opts: QueryOptions, query: Query },
-    CreateSession(Session),
-    RenewSession(String),
-}
+pub use legate_runtime::rpc::ClientCall;
 
-/// Every message between simulated processes.
+/// Every message between simulated processes (the runtime's, over madsim).
+pub type Rpc = legate_runtime::rpc::Rpc<Tc>;
+/// The answer to an [`Rpc`].
+pub type RpcReply = legate_runtime::rpc::RpcReply<Tc>;
+
+/// An [`Rpc`] as madsim carries it (madsim's request trait is implemented here, on a type of
+/// this crate).
 #[derive(Serialize, Deserialize)]
-pub enum Rpc {
-    Append(AppendEntriesRequest<Tc>),
-    Vote(VoteRequest<Tc>),
-    PreVote(VoteRequest<Tc>),
-    Snapshot { vote: VoteOf<Tc>, meta: SnapshotMetaOf<Tc>, data: Vec<u8> },
-    Server(ServerRequest),
-    Client(ClientCall),
-}
+pub struct Envelope(pub Rpc);
 
-/// The answer to an [`Rpc`]; `Err` carries a remote failure as text.
+/// An [`RpcReply`] as madsim carries it.
 #[derive(Serialize, Deserialize)]
-pub enum RpcReply {
-    Append(Result<AppendEntriesResponse<Tc>, String>),
-    Vote(Result<VoteResponse<Tc>, String>),
-    Snapshot(Result<SnapshotResponse<Tc>, String>),
-    Server(ServerResponse),
-    Client(ServerResponse),
-}
+pub struct ReplyEnvelope(pub RpcReply);
 
-impl madsim::net::rpc::Request for Rpc {
-    type Response = RpcReply;
+impl madsim::net::rpc::Request for Envelope {
+    type Response = ReplyEnvelope;
     const ID: u64 = 0x4c45_4741_5445; // "LEGATE"
 }
 
 /// Parses a server's `host:port`.
 pub fn addr_of(node: &ServerNode) -> Result<SocketAddr, String> {
     node.rpc_addr.parse().map_err(|e| format!("bad address {:?}: {e}", node.rpc_addr))
-}
-
-fn unreachable(e: impl std::fmt::Display) -> Unreachable<Tc> {
-    Unreachable::new(&AnyError::error(e.to_string()))
 }
 
 /// Message faults on the links of one node (or of every node), drawn per message from the
@@ -157,7 +129,11 @@ pub async fn call(
     let from = endpoint.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let faults = faults_between(from, target.ip());
     if faults.is_none() {
-        return endpoint.call_timeout(target, rpc, timeout).await.map_err(|e| format!("{target}: {e}"));
+        return endpoint
+            .call_timeout(target, Envelope(rpc), timeout)
+            .await
+            .map(|r| r.0)
+            .map_err(|e| format!("{target}: {e}"));
     }
     let started = std::time::Instant::now();
     let remaining = |started: std::time::Instant| timeout.saturating_sub(started.elapsed());
@@ -181,19 +157,23 @@ pub async fn call(
             let lag = Duration::from_millis(thread_rng().gen_range(0..=REORDER_MAX.as_millis() as u64));
             madsim::task::spawn(async move {
                 madsim::time::sleep(lag).await;
-                let _ = endpoint.call_timeout(target, copy, timeout).await;
+                let _ = endpoint.call_timeout(target, Envelope(copy), timeout).await;
             });
         }
     }
     if faults.drop > 0.0 && thread_rng().gen_bool(faults.drop) {
         if thread_rng().gen_bool(0.5) {
             // The reply is lost: the request arrives and takes effect.
-            let _ = endpoint.call_timeout(target, rpc, remaining(started)).await;
+            let _ = endpoint.call_timeout(target, Envelope(rpc), remaining(started)).await;
         }
         madsim::time::sleep(remaining(started)).await;
         return Err(format!("{target}: timed out (message dropped)"));
     }
-    endpoint.call_timeout(target, rpc, remaining(started)).await.map_err(|e| format!("{target}: {e}"))
+    endpoint
+        .call_timeout(target, Envelope(rpc), remaining(started))
+        .await
+        .map(|r| r.0)
+        .map_err(|e| format!("{target}: {e}"))
 }
 
 /// A copy of a Raft message (the only ones a duplicating network may repeat harmlessly for
@@ -207,97 +187,23 @@ fn duplicate_of(rpc: &Rpc) -> Option<Rpc> {
     }
 }
 
-/// openraft's network factory: one [`Peer`] per target, all sharing this node's endpoint.
+/// The simulator's [`Wire`]: madsim's network from this node's endpoint, through the message
+/// faults in force. openraft's network and the forwarding transport are the runtime's, over it.
 #[derive(Clone)]
-pub struct SimNetwork {
+pub struct SimWire {
     pub endpoint: Arc<Endpoint>,
 }
 
-/// A connection to one peer.
-pub struct Peer {
-    endpoint: Arc<Endpoint>,
-    target: ServerNode,
-}
+impl Wire for SimWire {
+    type C = Tc;
 
-impl RaftNetworkFactory<Tc> for SimNetwork {
-    type Network = Peer;
-
-    async fn new_client(&mut self, _target: NodeId, node: &ServerNode) -> Peer {
-        Peer { endpoint: self.endpoint.clone(), target: node.clone() }
+    async fn call(&self, target: &ServerNode, rpc: Rpc, timeout: Duration) -> Result<RpcReply, WireError> {
+        let addr = addr_of(target).map_err(WireError::not_delivered)?;
+        call(&self.endpoint, addr, rpc, timeout).await.map_err(WireError::maybe_delivered)
     }
 }
 
-impl Peer {
-    async fn call(&self, rpc: Rpc, timeout: Duration) -> Result<RpcReply, Unreachable<Tc>> {
-        let addr = addr_of(&self.target).map_err(unreachable)?;
-        call(&self.endpoint, addr, rpc, timeout).await.map_err(unreachable)
-    }
-}
-
-impl RaftNetworkV2<Tc> for Peer {
-    type SnapshotData = Cursor<Vec<u8>>;
-
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<Tc>,
-        option: RPCOption,
-    ) -> Result<AppendEntriesResponse<Tc>, RPCError<Tc>> {
-        match self.call(Rpc::Append(rpc), option.soft_ttl()).await? {
-            RpcReply::Append(Ok(r)) => Ok(r),
-            RpcReply::Append(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
-            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
-        }
-    }
-
-    async fn vote(&mut self, rpc: VoteRequest<Tc>, option: RPCOption) -> Result<VoteResponse<Tc>, RPCError<Tc>> {
-        match self.call(Rpc::Vote(rpc), option.soft_ttl()).await? {
-            RpcReply::Vote(Ok(r)) => Ok(r),
-            RpcReply::Vote(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
-            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
-        }
-    }
-
-    async fn pre_vote(&mut self, rpc: VoteRequest<Tc>, option: RPCOption) -> Result<VoteResponse<Tc>, RPCError<Tc>> {
-        match self.call(Rpc::PreVote(rpc), option.soft_ttl()).await? {
-            RpcReply::Vote(Ok(r)) => Ok(r),
-            RpcReply::Vote(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
-            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
-        }
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: VoteOf<Tc>,
-        snapshot: SnapshotOf<Tc, Self::SnapshotData>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        option: RPCOption,
-    ) -> Result<SnapshotResponse<Tc>, StreamingError<Tc>> {
-        let rpc = Rpc::Snapshot { vote, meta: snapshot.meta, data: snapshot.snapshot.into_inner() };
-        match self.call(rpc, option.hard_ttl()).await.map_err(StreamingError::Unreachable)? {
-            RpcReply::Snapshot(Ok(r)) => Ok(r),
-            RpcReply::Snapshot(Err(e)) => Err(StreamingError::Unreachable(unreachable(e))),
-            _ => Err(StreamingError::Unreachable(unreachable("mismatched reply"))),
-        }
-    }
-}
-
-/// Server-to-server forwarding over the same endpoint.
-#[derive(Clone)]
-pub struct SimTransport {
-    pub endpoint: Arc<Endpoint>,
-}
-
-impl Transport for SimTransport {
-    async fn call(
-        &self,
-        target: &ServerNode,
-        request: ServerRequest,
-        timeout: Duration,
-    ) -> Result<ServerResponse, String> {
-        let addr = addr_of(target)?;
-        match call(&self.endpoint, addr, Rpc::Server(request), timeout).await? {
-            RpcReply::Server(r) => Ok(r),
-            _ => Err("mismatched reply".into()),
-        }
-    }
-}
+/// openraft's network in the simulator.
+pub type SimNetwork = RpcNetwork<SimWire>;
+/// Server-to-server forwarding in the simulator.
+pub type SimTransport = RpcTransport<SimWire>;

@@ -1,19 +1,18 @@
 //! A simulated server process: the production [`Server`] on madsim, answering RPCs.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use legate_core::catalog::{Command, Node, Request};
 use legate_core::plant::Planted;
-use legate_core::raft::{CatalogStore, PersistSnapshot, ServerNode};
-use legate_core::storage::{load_snapshot, save_snapshot, Corruption, DiskLogStore, LogOptions};
-use legate_runtime::server::{Server, ServerConfig, ServerResponse};
+use legate_core::raft::{CatalogStore, ServerNode};
+use legate_core::storage::{DiskLogStore, LogOptions};
+use legate_runtime::rpc::{dispatch, RpcNetwork, RpcTransport};
+use legate_runtime::server::{Server, ServerConfig};
 use madsim::net::Endpoint;
-use openraft::Snapshot;
 
-use super::net::{ClientCall, Rpc, RpcReply, SimNetwork, SimTransport, Tc};
+use super::net::{Envelope, ReplyEnvelope, SimTransport, SimWire, Tc};
 use super::Observer;
 use crate::disk::SimDisk;
 use crate::MadsimRuntime;
@@ -69,7 +68,7 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
             }
         }));
     }
-    let network = SimNetwork { endpoint: endpoint.clone() };
+    let network = RpcNetwork(SimWire { endpoint: endpoint.clone() });
     // openraft replays the committed log on start; a log that lost committed entries (only a
     // planted bug can do that) makes it fail, and the server refuses to start.
     let raft = match SimRaft::new(spec.raft_id, spec.raft_config.clone(), network, log.clone(), store.clone()).await {
@@ -101,68 +100,22 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         store,
         config,
         crate::runtime::node_clock(),
-        SimTransport { endpoint: endpoint.clone() },
+        RpcTransport(SimWire { endpoint: endpoint.clone() }),
     );
     madsim::task::spawn(server.clone().run_duties());
     observer.started(spec.raft_id, server.clone(), log);
 
-    endpoint.add_rpc_handler(move |rpc: Rpc| {
-        let raft = raft.clone();
+    endpoint.add_rpc_handler(move |Envelope(rpc)| {
         let server = server.clone();
-        async move { dispatch(&raft, &server, rpc).await }
+        // Simulated servers start bootstrapped: they never wait for others.
+        async move { ReplyEnvelope(dispatch(&server, rpc, 0).await) }
     });
     futures::future::pending::<()>().await;
 }
 
 /// Recovers the log and the snapshot from the disk: what a restarted agent does first.
 fn open_storage(spec: &ServerSpec, durable: &Durable) -> Result<(SimLog, CatalogStore<Tc>), String> {
-    let describe = |what: &str, e: std::io::Error| match Corruption::of(&e) {
-        Some(c) => format!("{what}: refusing to start on a corrupt disk: {c}"),
-        None => format!("{what}: {e}"),
-    };
     let options =
         LogOptions { segment_max_bytes: spec.segment_max_bytes, planted_ack_before_sync: spec.planted.ack_before_sync };
-    let log = SimLog::open_with(durable.disk.clone(), options).map_err(|e| describe("raft log", e))?;
-    let saved = load_snapshot::<Tc, _>(&durable.disk).map_err(|e| describe("snapshot", e))?;
-    let disk = durable.disk.clone();
-    let persist: PersistSnapshot<Tc> =
-        Arc::new(move |meta, data| save_snapshot::<Tc, _>(&mut disk.clone(), meta, data));
-    let store = CatalogStore::<Tc>::open(saved, Some(persist), spec.planted).map_err(|e| describe("snapshot", e))?;
-    Ok((log, store))
-}
-
-async fn dispatch(raft: &SimRaft, server: &SimServer, rpc: Rpc) -> RpcReply {
-    match rpc {
-        Rpc::Append(r) => RpcReply::Append(raft.append_entries(r).await.map_err(|e| e.to_string())),
-        Rpc::Vote(r) => RpcReply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
-        Rpc::PreVote(r) => RpcReply::Vote(raft.pre_vote(r).await.map_err(|e| e.to_string())),
-        Rpc::Snapshot { vote, meta, data } => {
-            let snapshot = Snapshot { meta, snapshot: Cursor::new(data) };
-            RpcReply::Snapshot(raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
-        }
-        Rpc::Server(request) => RpcReply::Server(server.handle(request).await),
-        Rpc::Client(call) => RpcReply::Client(client_call(server, call).await),
-    }
-}
-
-/// A client's call, served exactly as the agent's HTTP handlers serve it.
-async fn client_call(server: &SimServer, call: ClientCall) -> ServerResponse {
-    match call {
-        ClientCall::Write(command) => match server.write(command).await {
-            Ok(r) => ServerResponse::Written(r),
-            Err(e) => ServerResponse::WriteFailed(e),
-        },
-        ClientCall::Read { opts, query } => match server.read(&opts, query).await {
-            Ok(r) => ServerResponse::Read(r),
-            Err(e) => ServerResponse::ReadFailed(e),
-        },
-        ClientCall::CreateSession(session) => match server.create_session(session).await {
-            Ok(r) => ServerResponse::SessionCreated(r),
-            Err(e) => ServerResponse::WriteFailed(e),
-        },
-        ClientCall::RenewSession(id) => match server.renew_session(&id).await {
-            Ok(r) => ServerResponse::SessionRenewed(r),
-            Err(e) => ServerResponse::WriteFailed(e),
-        },
-    }
+    legate_runtime::storage::open_storage(durable.disk.clone(), options, spec.planted)
 }
