@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub checks: Vec<CheckDef>,
     pub log_level: String,
     pub retry_join: Vec<String>,
+    /// Scales Raft's timers (1 fastest; Consul's default 5).
+    pub raft_multiplier: u32,
 }
 
 impl AgentConfig {
@@ -125,6 +127,7 @@ fn agent_options() -> Options {
     o.optmulti("", "node-meta", "key:value metadata of this node (repeatable).", "KEY:VALUE");
     o.optflag("", "enable-script-checks", "Allow script checks.");
     o.optflag("", "enable-local-script-checks", "Allow script checks from local config files.");
+    o.optopt("", "raft-multiplier", "Scale of Raft's timers, 1 (fastest) to 10 (default 5).", "N");
     o.optopt("", "log-level", "Log level: trace, debug, info, warn, err.", "LEVEL");
     o.optflag("", "ui", "Accepted for compatibility; Legate has no web UI.");
     o.optflag("h", "help", "Show this help.");
@@ -170,6 +173,7 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         checks: Vec::new(),
         log_level: "info".into(),
         retry_join: Vec::new(),
+        raft_multiplier: legate_runtime::boot::RAFT_MULTIPLIER_DEFAULT,
     };
     let mut advertise_set = false;
 
@@ -230,6 +234,9 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
     if m.opt_present("enable-local-script-checks") {
         cfg.enable_local_script_checks = true;
     }
+    if let Some(v) = m.opt_str("raft-multiplier") {
+        cfg.raft_multiplier = v.parse().map_err(|_| format!("invalid -raft-multiplier {v:?}"))?;
+    }
     if let Some(v) = m.opt_str("log-level") {
         cfg.log_level = v;
     }
@@ -254,11 +261,27 @@ fn validate(cfg: &AgentConfig) -> Result<(), String> {
     if cfg.datacenter.is_empty() || !cfg.datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(format!("invalid datacenter name {:?}: use letters, digits, '-' and '_'", cfg.datacenter));
     }
-    if !cfg.dev {
-        return Err("legate agent runs only with -dev in this version (one in-memory server). \
-             Persistent servers, -bootstrap-expect clusters and client agents arrive with clustering; \
-             run `legate agent -dev` for now."
-            .into());
+    if !(1..=legate_runtime::boot::RAFT_MULTIPLIER_MAX).contains(&cfg.raft_multiplier) {
+        return Err(format!(
+            "invalid raft_multiplier {}: want 1 to {}",
+            cfg.raft_multiplier,
+            legate_runtime::boot::RAFT_MULTIPLIER_MAX
+        ));
+    }
+    if cfg.dev {
+        return Ok(());
+    }
+    if cfg.data_dir.is_none() {
+        return Err("data_dir is required: set -data-dir (or run `legate agent -dev`)".into());
+    }
+    if !cfg.server && cfg.bootstrap_expect > 0 {
+        return Err("-bootstrap-expect is a server setting: add -server".into());
+    }
+    if cfg.server && cfg.bootstrap_expect == 0 && cfg.retry_join.is_empty() {
+        return Err("a server needs -bootstrap-expect N (to form a cluster) or -retry-join (to join one)".into());
+    }
+    if !cfg.server && cfg.retry_join.is_empty() {
+        return Err("a client agent needs -retry-join with a server's address".into());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `legate` binary's library: configuration, the Consul-compatible HTTP API, the CLI,
 //! and the wiring that starts an agent from the runtime's pieces.
 
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod defs;

@@ -1,13 +1,22 @@
-//! Starting an agent: the server, the local agent state, config-file services, the HTTP API.
+//! Starting an agent: its server (`-dev`, or a real one with a data dir) or, on a client
+//! agent, the forwarder to the servers; the local agent state, config-file services, the HTTP
+//! API.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use legate_core::catalog::Node;
+use legate_core::raft::ServerNode;
+use legate_runtime::api::Api as _;
+use legate_runtime::boot::{self, AgentWire, ServerOptions};
+use legate_runtime::client::Forwarder;
 use legate_runtime::clock::Clock;
-use legate_runtime::dev;
+use legate_runtime::local::LocalSync;
 
+use crate::backend::Backend;
 use crate::config::AgentConfig;
 use crate::http::{self, AppState};
 
@@ -35,17 +44,50 @@ fn self_node(cfg: &AgentConfig) -> Node {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// How often a client agent refreshes its list of servers.
+const SERVER_REFRESH: Duration = Duration::from_secs(30);
+
+/// Runs the agent until SIGINT, SIGTERM or a graceful leave.
 pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
-    if cfg.node_id.is_empty() {
-        cfg.node_id = uuid_v4();
-    }
+    let _lock = match &cfg.data_dir {
+        Some(dir) if !cfg.dev => Some(lock_data_dir(dir)?),
+        _ => None,
+    };
+    cfg.node_id = settle_node_id(&cfg)?;
     let clock = Clock::default();
     let node = self_node(&cfg);
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
-    let server = dev::start_dev_server(node.clone(), rpc_addr, clock).await?;
-    server.wait_registered(&node.node).await?;
-    let local = dev::start_local(node, server.clone(), clock);
+    let join: Vec<String> = cfg.retry_join.iter().map(|a| with_default_port(a, DEFAULT_SERVER_PORT)).collect();
+    let api = if cfg.dev {
+        let server = boot::start_dev_server(node.clone(), rpc_addr, clock).await?;
+        server.wait_registered(&node.node).await?;
+        Backend::Server(server)
+    } else if cfg.server {
+        let data_dir = cfg.data_dir.clone().ok_or("a server needs -data-dir for its Raft log and snapshots")?;
+        let opts = ServerOptions {
+            node: node.clone(),
+            raft_id: boot::raft_id_of(&cfg.node_id)?,
+            rpc_bind: SocketAddr::new(cfg.bind_addr, cfg.server_port),
+            rpc_advertise: rpc_addr,
+            raft_dir: data_dir.join("raft"),
+            bootstrap_expect: cfg.bootstrap_expect,
+            join,
+            raft_multiplier: cfg.raft_multiplier,
+        };
+        Backend::Server(boot::start_server(opts, clock).await?)
+    } else {
+        let servers = join.iter().map(|a| ServerNode { name: a.clone(), rpc_addr: a.clone() }).collect();
+        let forwarder = Forwarder::new(AgentWire::new(&cfg.datacenter), servers);
+        tokio::spawn(refresh_servers(forwarder.clone()));
+        Backend::Client(forwarder)
+    };
+    if !cfg.dev {
+        // Until gossip membership lands, an agent announces itself alive (`serfHealth`
+        // passing) once it reaches the servers, so sessions can be created on its node.
+        tokio::spawn(announce_alive(api.clone(), node.clone()));
+    }
+    let local = LocalSync::new(node, api.clone(), clock);
+    tokio::spawn(local.clone().run());
 
     let http_listener = match cfg.http_port {
         Some(port) => {
@@ -70,15 +112,23 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         local.change(|a, now| a.register_check(now, spec)).await.map_err(|e| format!("check from config: {e}"))?;
     }
 
-    let state = Arc::new(AppState { server: server.clone(), local, config: Arc::new(cfg.clone()) });
+    let leave = Arc::new(tokio::sync::Notify::new());
+    let state = Arc::new(AppState { api: api.clone(), local, config: Arc::new(cfg.clone()), leave: leave.clone() });
     println!("==> Legate agent running!");
     println!("           Version: {} (Consul API {})", crate::VERSION, crate::CONSUL_API_VERSION);
     println!("         Node name: '{}'", cfg.node_name);
+    println!("           Node ID: '{}'", cfg.node_id);
     println!("        Datacenter: '{}'", cfg.datacenter);
-    println!("            Server: {} (dev mode: {})", cfg.server, cfg.dev);
+    println!("            Server: {} (dev mode: {}, bootstrap-expect: {})", cfg.server, cfg.dev, cfg.bootstrap_expect);
     match &http_listener {
         Some((addr, _)) => println!("          HTTP API: http://{addr}"),
         None => println!("          HTTP API: disabled"),
+    }
+    if cfg.server && !cfg.dev {
+        println!("        Server RPC: {}", SocketAddr::new(cfg.bind_addr, cfg.server_port));
+    }
+    if let Some(dir) = &cfg.data_dir {
+        println!("          Data dir: {}", dir.display());
     }
     println!();
     println!("==> Log data will now stream in as it occurs:");
@@ -92,10 +142,101 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         });
     }
 
-    wait_for_signal().await;
-    tracing::info!("caught signal; shutting down");
-    server.shutdown().await;
+    tokio::select! {
+        biased;
+        _ = wait_for_signal() => tracing::info!("caught signal; shutting down"),
+        _ = leave.notified() => {}
+    }
+    if let Some(server) = api.server() {
+        server.shutdown().await;
+    }
     Ok(())
+}
+
+/// The port a join address without one gets: the server RPC port (until gossip lands, joins
+/// go to servers' RPC listeners).
+const DEFAULT_SERVER_PORT: u16 = 8300;
+
+fn with_default_port(addr: &str, port: u16) -> String {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return addr.to_string();
+    }
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
+        // A host name, with or without a port.
+        Err(_) if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => addr.to_string(),
+        Err(_) => format!("{addr}:{port}"),
+    }
+}
+
+/// Registers this node with a passing `serfHealth` once the servers answer.
+async fn announce_alive(api: Backend, node: Node) {
+    let command = legate_core::leader::alive_registration(&node);
+    loop {
+        match api.write(command.clone()).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "cannot announce this node yet"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Keeps a client agent's server list current (from the servers' Raft configuration).
+async fn refresh_servers(forwarder: Forwarder<AgentWire>) {
+    loop {
+        if let Err(e) = forwarder.status().await {
+            tracing::warn!(error = %e, "cannot reach any server");
+        }
+        tokio::time::sleep(SERVER_REFRESH).await;
+    }
+}
+
+/// Holds an exclusive lock on the data dir for the life of the process, so that two agents
+/// never share one.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("data dir {}: {e}", dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!("data dir {} is in use by another agent", dir.display())),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("data dir {}: cannot lock it: {e}", dir.display())),
+    }
+}
+
+/// The node ID: the one in the data dir (written on first start), else `-node-id`, else a new
+/// random one. A data dir's ID and a different `-node-id` conflict.
+fn settle_node_id(cfg: &AgentConfig) -> Result<String, String> {
+    let file = cfg.data_dir.as_ref().filter(|_| !cfg.dev).map(|d| d.join("node-id"));
+    let stored = match &file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let id = match (stored, cfg.node_id.is_empty()) {
+        (Some(stored), true) => stored,
+        (Some(stored), false) if stored == cfg.node_id => stored,
+        (Some(stored), false) => {
+            return Err(format!("-node-id {} differs from the data dir's node ID {stored}", cfg.node_id));
+        }
+        (None, false) => cfg.node_id.clone(),
+        (None, true) => uuid_v4(),
+    };
+    uuid::Uuid::parse_str(&id).map_err(|e| format!("node ID {id:?} is not a UUID: {e}"))?;
+    if let Some(path) = &file {
+        if !path.exists() {
+            std::fs::write(path, &id).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+    }
+    Ok(id)
 }
 
 async fn wait_for_signal() {

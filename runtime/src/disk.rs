@@ -19,6 +19,13 @@ pub struct FsDisk {
     appender: Option<(String, File)>,
 }
 
+impl Clone for FsDisk {
+    /// Another handle on the same directory (without the cached append handle).
+    fn clone(&self) -> Self {
+        FsDisk { dir: self.dir.clone(), appender: None }
+    }
+}
+
 impl FsDisk {
     /// Uses `dir` (created, with its parents, if missing) as the storage directory.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<FsDisk> {

@@ -7,15 +7,24 @@
 //! * [`server::Server`] — a Raft server: the write path (stamp, propose, forward to the
 //!   leader), the read path (consistency modes, blocking queries) and the leader's duties.
 //! * [`local::LocalSync`] — the agent's own services and checks, synced into the catalog.
+//! * [`rpc`] — every message between processes, served by [`rpc::dispatch`], and openraft's
+//!   network over any [`rpc::Wire`]; [`client::Forwarder`] — a client agent's [`api::Api`].
+//! * [`storage`] — opening a server's log and snapshots on a disk.
 //!
-//! Both are generic over openraft's `AsyncRuntime` and a [`server::Transport`], so the
-//! simulator runs them on madsim exactly as the agent runs them on tokio. The tokio-only parts
-//! are [`dev`] (a `-dev` server) and the clock.
+//! All of these are generic over openraft's `AsyncRuntime` and the wire, so the simulator runs
+//! them on madsim exactly as the agent runs them on tokio. The tokio-only parts are [`tcp`]
+//! (the wire over TCP), [`boot`] (starting `-dev` and real servers, bootstrap), [`disk`] (the
+//! file system) and the clock.
 
+pub mod api;
+pub mod boot;
+pub mod client;
 pub mod clock;
-pub mod dev;
 pub mod disk;
 pub mod local;
+pub mod rpc;
 pub mod server;
+pub mod storage;
+pub mod tcp;
 
 pub use server::{Consistency, QueryOptions, QueryResult, ReadError, Server, ServerConfig, WriteError};

@@ -1,6 +1,7 @@
 //! The agent's own services and checks ([`LocalAgent`]), synced into the catalog through a
-//! server, in the order the changes were made. Generic over the async runtime, like
-//! [`Server`]; the driver spawns [`LocalSync::run`].
+//! server, in the order the changes were made. Generic over the async runtime and over where
+//! the server is ([`Api`]: in-process or across the network); the driver spawns
+//! [`LocalSync::run`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,37 +13,38 @@ use legate_core::agent::{AgentOutput, LocalAgent};
 use legate_core::catalog::{Command, Node, Response};
 use openraft_rt::{AsyncRuntime, Select2};
 
+use crate::api::Api;
 use crate::clock::Clock;
-use crate::server::{Server, Transport};
 
 /// How long a failed sync waits before it is tried again.
 const SYNC_RETRY_MS: u64 = 1_000;
 
 /// The local agent state and its sync to the catalog. Clones share.
-pub struct LocalSync<Rt: AsyncRuntime, T: Transport> {
-    inner: Arc<Inner<Rt, T>>,
+pub struct LocalSync<Rt: AsyncRuntime, A: Api> {
+    inner: Arc<Inner<Rt, A>>,
 }
 
-impl<Rt: AsyncRuntime, T: Transport> Clone for LocalSync<Rt, T> {
+impl<Rt: AsyncRuntime, A: Api> Clone for LocalSync<Rt, A> {
     fn clone(&self) -> Self {
         LocalSync { inner: self.inner.clone() }
     }
 }
 
-struct Inner<Rt: AsyncRuntime, T: Transport> {
+struct Inner<Rt: AsyncRuntime, A: Api> {
     agent: Mutex<LocalAgent>,
     /// Commands not yet applied, oldest first; held across the proposals so syncs never
     /// reorder.
     pending: futures::lock::Mutex<VecDeque<Command>>,
     kick: Mutex<mpsc::Sender<()>>,
     wake: Mutex<Option<mpsc::Receiver<()>>>,
-    server: Server<Rt, T>,
+    server: A,
     clock: Clock,
+    _rt: std::marker::PhantomData<fn() -> Rt>,
 }
 
-impl<Rt: AsyncRuntime, T: Transport> LocalSync<Rt, T> {
+impl<Rt: AsyncRuntime, A: Api> LocalSync<Rt, A> {
     /// The agent for `node`; its first sync registers the node. Spawn [`LocalSync::run`].
-    pub fn new(node: Node, server: Server<Rt, T>, clock: Clock) -> Self {
+    pub fn new(node: Node, server: A, clock: Clock) -> Self {
         let (kick, wake) = mpsc::channel(1);
         LocalSync {
             inner: Arc::new(Inner {
@@ -52,6 +54,7 @@ impl<Rt: AsyncRuntime, T: Transport> LocalSync<Rt, T> {
                 wake: Mutex::new(Some(wake)),
                 server,
                 clock,
+                _rt: std::marker::PhantomData,
             }),
         }
     }

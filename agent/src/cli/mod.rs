@@ -6,6 +6,7 @@ mod catalog;
 mod client;
 mod kv;
 mod members;
+mod operator;
 
 use getopts::{Matches, Options, ParsingStyle};
 
@@ -18,7 +19,9 @@ Available commands are:
     agent       Runs a Legate agent
     catalog     Interact with the catalog (services, nodes)
     kv          Interact with the key-value store (get, put, delete)
+    leave       Gracefully leaves the cluster and shuts the agent down
     members     Lists the members of the cluster
+    operator    Cluster operator tools (raft list-peers, raft remove-peer)
     version     Prints the Legate version
 ";
 
@@ -33,6 +36,8 @@ pub fn run(args: &[String]) -> i32 {
         "kv" => kv::run(rest),
         "catalog" => catalog::run(rest),
         "members" => members::run(rest),
+        "operator" => operator::run_operator(rest),
+        "leave" => operator::run_leave(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("Legate v{}", crate::VERSION);
             println!("Speaks the Consul v{} API", crate::CONSUL_API_VERSION);

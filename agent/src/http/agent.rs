@@ -99,6 +99,23 @@ pub async fn members(State(state): State<Shared>, params: Params) -> HttpResult 
     reply::ok(&params, &[member])
 }
 
+/// `PUT /v1/agent/leave`: a graceful leave. A server first leaves the Raft configuration
+/// (through the leader), so the remaining servers keep their quorum; then the agent stops.
+pub async fn leave(State(state): State<Shared>) -> HttpResult {
+    if let Some(server) = state.api.server() {
+        let status = server.status();
+        let id = server.config().raft_id;
+        let voters = status.servers.iter().filter(|s| s.voter).count();
+        if voters > 1 && status.servers.iter().any(|s| s.id == id) {
+            tracing::info!("leaving the Raft configuration");
+            server.remove_server(id).await?;
+        }
+    }
+    tracing::info!("graceful leave complete; shutting down");
+    state.leave.notify_one();
+    Ok(StatusCode::OK.into_response())
+}
+
 pub async fn services(State(state): State<Shared>, params: Params) -> HttpResult {
     let dc = state.config.datacenter.clone();
     let body: BTreeMap<String, Value> = state.local.read(|a| {

@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use legate_core::catalog::Query;
 
+use legate_runtime::api::Api as _;
+
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
@@ -161,7 +163,7 @@ pub async fn deregister(State(state): State<Shared>, body: Bytes) -> HttpResult 
 }
 
 async fn write(state: &Shared, command: Command) -> HttpResult {
-    match state.server.write(command).await? {
+    match state.api.write(command).await? {
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         _ => Ok(reply::boolean(true)),
     }

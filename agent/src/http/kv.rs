@@ -9,6 +9,8 @@ use legate_core::limits;
 
 use legate_core::catalog::Query;
 
+use legate_runtime::api::Api as _;
+
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
 use super::{pick, read, reply, Shared};
@@ -117,7 +119,7 @@ pub async fn delete(State(state): State<Shared>, params: Params, path: Option<Pa
 }
 
 async fn apply(state: &Shared, op: KvOp) -> HttpResult {
-    match state.server.write(Command::Kv(op)).await? {
+    match state.api.write(Command::Kv(op)).await? {
         Response::Bool(b) => Ok(reply::boolean(b)),
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         other => Err(HttpError::internal(format!("unexpected answer {other:?}"))),

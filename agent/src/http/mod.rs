@@ -10,6 +10,7 @@ mod error;
 mod health;
 pub mod json;
 mod kv;
+mod operator;
 pub mod params;
 mod reply;
 mod session;
@@ -28,21 +29,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use legate_core::catalog::{Query, QueryValue};
-use legate_runtime::dev::{DevLocal, DevServer};
+use legate_runtime::api::Api as _;
 use legate_runtime::{QueryOptions, QueryResult};
 use tower::ServiceExt as _;
 
 pub use error::HttpError;
 use params::Params;
 
+use crate::backend::Backend;
 use crate::config::AgentConfig;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub server: DevServer,
-    pub local: DevLocal,
+    /// The replicated state: this agent's server, or the servers a client agent forwards to.
+    pub api: Backend,
+    pub local: AgentLocal,
     pub config: Arc<AgentConfig>,
+    /// Notified by `PUT /v1/agent/leave`: the agent shuts down.
+    pub leave: Arc<tokio::sync::Notify>,
 }
+
+/// The agent's own services and checks, synced through its [`Backend`].
+pub type AgentLocal = legate_runtime::local::LocalSync<legate_runtime::boot::TokioRuntime, Backend>;
 
 pub type Shared = Arc<AppState>;
 
@@ -53,7 +61,7 @@ pub(crate) async fn read<T>(
     query: Query,
     pick: fn(QueryValue) -> Option<T>,
 ) -> Result<QueryResult<T>, HttpError> {
-    let result = state.server.read(opts, query).await?;
+    let result = state.api.read(opts, query).await?;
     let QueryResult { answer, known_leader, last_contact_ms, consistency } = result;
     let index = answer.index;
     let watch = answer.watch;
@@ -108,6 +116,9 @@ pub fn router(state: Shared) -> Router {
         .route("/session/list", get(session::list))
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
+        .route("/operator/raft/configuration", get(operator::configuration))
+        .route("/operator/raft/peer", axum::routing::delete(operator::remove_peer))
+        .route("/agent/leave", put(agent::leave).post(agent::leave))
         .route("/agent/self", get(agent::self_info))
         .route("/agent/members", get(agent::members))
         .route("/agent/services", get(agent::services))

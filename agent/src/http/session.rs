@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use legate_core::catalog::Query;
 
+use legate_runtime::api::Api as _;
+
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
@@ -132,19 +134,19 @@ pub async fn create(State(state): State<Shared>, params: Params, body: Bytes) ->
         create_index: 0,
         modify_index: 0,
     };
-    match state.server.create_session(session).await? {
+    match state.api.create_session(session).await? {
         Ok(s) => reply::ok(&params, &serde_json::json!({ "ID": s.id })),
         Err(e) => Err(HttpError::internal(e.to_string())),
     }
 }
 
 pub async fn destroy(State(state): State<Shared>, Path(id): Path<String>) -> HttpResult {
-    state.server.write(Command::SessionDestroy { id }).await?;
+    state.api.write(Command::SessionDestroy { id }).await?;
     Ok(reply::boolean(true))
 }
 
 pub async fn renew(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
-    match state.server.renew_session(&id).await? {
+    match state.api.renew_session(&id).await? {
         Some(session) => reply::ok(&params, &[session]),
         None => Err(HttpError::new(StatusCode::NOT_FOUND, format!("Session id '{id}' not found"))),
     }

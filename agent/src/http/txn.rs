@@ -9,6 +9,8 @@ use legate_core::limits;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use legate_runtime::api::Api as _;
+
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
@@ -125,7 +127,7 @@ pub async fn txn(State(state): State<Shared>, params: Params, headers: HeaderMap
         let response = render(&params, &result.answer.value)?;
         return Ok(reply::with_meta(response, &result));
     }
-    match state.server.write(Command::Txn(ops)).await? {
+    match state.api.write(Command::Txn(ops)).await? {
         Response::Txn(outcome) => render(&params, &outcome),
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         other => Err(HttpError::internal(format!("unexpected answer {other:?}"))),

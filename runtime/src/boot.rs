@@ -1,0 +1,241 @@
+//! Starting servers on tokio: a `-dev` server (one voter, in memory, no peers) and a real one
+//! (its log and snapshots in the data dir, Raft and forwarding over TCP, bootstrapped once
+//! `bootstrap_expect` servers have met).
+//!
+//! # Bootstrap
+//! A server with no Raft state says hello ([`Rpc::Hello`]) to every `-retry-join` address once a
+//! second. When a server it reaches is already in a cluster, it waits for that cluster's
+//! leader to replicate to it, asking the leader to add it as a voter if it is not in the
+//! configuration yet. Otherwise, once it has seen `bootstrap_expect` servers (itself included),
+//! it initializes Raft with all of them as voters; the others do the same with the same set,
+//! which openraft accepts (the same first configuration entry everywhere). A server with Raft
+//! state — a restart, or a cluster that already formed — never bootstraps again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use legate_core::catalog::Node;
+use legate_core::raft::{MemLogStore, ServerNode, TypeConfig};
+use legate_core::storage::LogOptions;
+pub use openraft_rt_tokio::TokioRuntime;
+
+use crate::clock::Clock;
+use crate::disk::FsDisk;
+use crate::rpc::{dispatch, Rpc, RpcNetwork, RpcReply, RpcTransport, ServerInfo, Wire};
+use crate::server::{Raft, Server, ServerConfig, ServerRequest, ServerResponse, Store};
+use crate::tcp::{self, Handshake, TcpWire};
+
+/// openraft's type configuration on tokio.
+pub type TokioTc = TypeConfig<TokioRuntime>;
+/// The agent's wire: TCP.
+pub type AgentWire = TcpWire<TokioTc>;
+/// A server as the agent runs it (`-dev` or not).
+pub type AgentServer = Server<TokioRuntime, RpcTransport<AgentWire>>;
+
+/// Consul's default `raft_multiplier`: production timing is 5× the fastest.
+pub const RAFT_MULTIPLIER_DEFAULT: u32 = 5;
+/// The largest multiplier Consul accepts.
+pub const RAFT_MULTIPLIER_MAX: u32 = 10;
+
+/// How often an unbootstrapped server says hello to its join addresses.
+const JOIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one hello may take.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Compact the log into a snapshot every this many applied entries (Consul's
+/// `raft_snapshot_threshold`).
+pub const SNAPSHOT_THRESHOLD: u64 = 16_384;
+/// Entries kept behind a snapshot, so a briefly lagging follower catches up from the log
+/// rather than by a snapshot transfer (Consul's `raft_trailing_logs`).
+pub const TRAILING_LOGS: u64 = 10_240;
+
+/// Raft timers for a multiplier (Consul's scaling): with 1, a 100 ms heartbeat and a 1–2 s
+/// election timeout; Consul's default of 5 is five times that.
+pub fn raft_config(multiplier: u32, cluster: &str) -> Result<openraft::Config, String> {
+    let m = u64::from(multiplier.clamp(1, RAFT_MULTIPLIER_MAX));
+    openraft::Config {
+        cluster_name: cluster.into(),
+        heartbeat_interval: 100 * m,
+        election_timeout_min: 1_000 * m,
+        election_timeout_max: 2_000 * m,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_THRESHOLD),
+        max_in_snapshot_log_to_keep: TRAILING_LOGS,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("invalid Raft configuration: {e}"))
+}
+
+/// Fast Raft timers for the single in-memory `-dev` server.
+fn dev_raft_config() -> Result<openraft::Config, String> {
+    openraft::Config {
+        cluster_name: "legate-dev".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("invalid Raft configuration: {e}"))
+}
+
+/// A server's Raft id, derived from its node ID (a UUID): the first eight bytes, so that the
+/// same data dir and node ID always give the same id (never 0).
+pub fn raft_id_of(node_id: &str) -> Result<u64, String> {
+    let uuid = uuid::Uuid::parse_str(node_id).map_err(|e| format!("node ID {node_id:?} is not a UUID: {e}"))?;
+    let bytes = uuid.as_bytes();
+    let id = u64::from_be_bytes(bytes[..8].try_into().expect("a UUID has 16 bytes"));
+    Ok(id.max(1))
+}
+
+fn server_node(node: &Node, rpc_addr: &str) -> ServerNode {
+    ServerNode { name: node.node.clone(), rpc_addr: rpc_addr.to_string() }
+}
+
+/// Starts and bootstraps a single-voter in-memory server with no RPC listener, and spawns its
+/// duties.
+pub async fn start_dev_server(node: Node, rpc_addr: String, clock: Clock) -> Result<AgentServer, String> {
+    let store = Store::<TokioRuntime>::new();
+    let raft_id = 1;
+    let wire = AgentWire::new(&node.datacenter);
+    let raft = Raft::<TokioRuntime>::new(
+        raft_id,
+        Arc::new(dev_raft_config()?),
+        RpcNetwork(wire.clone()),
+        MemLogStore::<TokioTc>::default(),
+        store.clone(),
+    )
+    .await
+    .map_err(|e| format!("starting Raft: {e}"))?;
+    let me = server_node(&node, &rpc_addr);
+    raft.initialize(BTreeMap::from([(raft_id, me)])).await.map_err(|e| format!("bootstrapping Raft: {e}"))?;
+    let config = ServerConfig { raft_id, node, rpc_addr, planted: Default::default() };
+    let server = Server::new(raft, store, config, clock, RpcTransport(wire));
+    tokio::spawn(server.clone().run_duties());
+    Ok(server)
+}
+
+/// What a real server needs.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Its catalog record (the node name is also its Raft name).
+    pub node: Node,
+    /// Its Raft id (derived from the node ID, stable across restarts).
+    pub raft_id: u64,
+    /// Where the RPC listener binds.
+    pub rpc_bind: SocketAddr,
+    /// `host:port` the other servers reach it at.
+    pub rpc_advertise: String,
+    /// The Raft log and snapshots live here.
+    pub raft_dir: PathBuf,
+    /// Bootstrap once this many servers have met (0: never bootstrap; join a cluster).
+    pub bootstrap_expect: u32,
+    /// RPC addresses of other servers (`host:port`).
+    pub join: Vec<String>,
+    pub raft_multiplier: u32,
+}
+
+/// Opens the data dir (refusing a corrupt one), starts Raft, serves RPC, spawns the duties and
+/// the bootstrap/join loop.
+pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServer, String> {
+    let disk = FsDisk::open(&opts.raft_dir).map_err(|e| format!("data dir {}: {e}", opts.raft_dir.display()))?;
+    let (log, store) = crate::storage::open_storage::<TokioTc, _>(disk, LogOptions::default(), Default::default())
+        .map_err(|e| format!("data dir {}: {e}", opts.raft_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(opts.rpc_bind)
+        .await
+        .map_err(|e| format!("cannot listen for RPC on {}: {e}", opts.rpc_bind))?;
+    let datacenter = opts.node.datacenter.clone();
+    let wire = AgentWire::new(&datacenter);
+    let raft = Raft::<TokioRuntime>::new(
+        opts.raft_id,
+        Arc::new(raft_config(opts.raft_multiplier, &format!("legate-{datacenter}"))?),
+        RpcNetwork(wire.clone()),
+        log,
+        store.clone(),
+    )
+    .await
+    .map_err(|e| format!("data dir {}: cannot start Raft from it: {e}", opts.raft_dir.display()))?;
+    let config = ServerConfig {
+        raft_id: opts.raft_id,
+        node: opts.node.clone(),
+        rpc_addr: opts.rpc_advertise.clone(),
+        planted: Default::default(),
+    };
+    let server = Server::new(raft, store, config, clock, RpcTransport(wire.clone()));
+    tokio::spawn(server.clone().run_duties());
+
+    let expect = opts.bootstrap_expect;
+    let handler = {
+        let server = server.clone();
+        move |rpc: Rpc<TokioTc>| {
+            let server = server.clone();
+            async move { dispatch(&server, rpc, expect).await }
+        }
+    };
+    tokio::spawn(tcp::serve(listener, Handshake::new(&datacenter), handler));
+    tokio::spawn(join_loop(server.clone(), wire, opts));
+    Ok(server)
+}
+
+/// Says hello to the join addresses until this server is in a cluster (see the module docs).
+async fn join_loop(server: AgentServer, wire: AgentWire, opts: ServerOptions) {
+    let me = server_node(&opts.node, &opts.rpc_advertise);
+    let mut asked_to_join = false;
+    loop {
+        let status = server.status();
+        if status.servers.iter().any(|s| s.id == opts.raft_id) {
+            tracing::info!(servers = status.servers.len(), "in the Raft configuration");
+            return;
+        }
+        if !status.servers.is_empty() && !asked_to_join {
+            tracing::info!("a leader contacted this server; waiting to be added as a voter");
+        }
+        let hello = Box::new(ServerInfo::of(&server, opts.bootstrap_expect));
+        let mut seen: BTreeMap<u64, ServerNode> = BTreeMap::from([(opts.raft_id, me.clone())]);
+        let mut cluster: Option<ServerInfo> = None;
+        for addr in &opts.join {
+            let target = ServerNode { name: addr.clone(), rpc_addr: addr.clone() };
+            match wire.call(&target, Rpc::Hello(hello.clone()), HELLO_TIMEOUT).await {
+                Ok(RpcReply::Hello(info)) => {
+                    if info.raft_id == opts.raft_id {
+                        continue;
+                    }
+                    seen.insert(info.raft_id, info.node.clone());
+                    if info.initialized {
+                        cluster = Some(*info);
+                    }
+                }
+                Ok(_) => tracing::warn!(%addr, "join: mismatched answer to hello"),
+                Err(e) => tracing::debug!(%addr, error = %e, "join: no answer yet"),
+            }
+        }
+        if let Some(info) = cluster {
+            // A cluster exists: be added to it by its leader (never bootstrap a second one).
+            if let Some(leader) = info.status.leader_node().cloned() {
+                let request = ServerRequest::AddServer { id: opts.raft_id, node: me.clone() };
+                let timeout = Duration::from_millis(crate::server::FORWARD_TIMEOUT_MS);
+                match wire.call(&leader, Rpc::Server(request), timeout).await {
+                    Ok(RpcReply::Server(ServerResponse::MembershipChanged)) => {
+                        asked_to_join = true;
+                        tracing::info!(%leader, "joined the cluster");
+                    }
+                    Ok(RpcReply::Server(other)) => tracing::info!(%leader, answer = ?other, "join: not added yet"),
+                    Ok(_) => tracing::warn!(%leader, "join: mismatched answer"),
+                    Err(e) => tracing::info!(%leader, error = %e, "join: leader unreachable"),
+                }
+            }
+        } else if opts.bootstrap_expect > 0 && seen.len() >= opts.bootstrap_expect as usize {
+            let names: Vec<String> = seen.values().map(ToString::to_string).collect();
+            tracing::info!(servers = ?names, "bootstrap_expect reached; bootstrapping the cluster");
+            if let Err(e) = server.raft().initialize(seen).await {
+                tracing::warn!(error = %e, "bootstrap refused");
+            }
+        } else if opts.bootstrap_expect > 0 {
+            tracing::info!(seen = seen.len(), expect = opts.bootstrap_expect, "waiting for servers to bootstrap");
+        }
+        tokio::time::sleep(JOIN_INTERVAL).await;
+    }
+}

@@ -1,0 +1,185 @@
+//! A client agent's way to the servers: every call of the [`Api`] goes to a server over a
+//! [`Wire`], which serves it as it serves its own HTTP handlers (forwarding to its leader when
+//! needed). The client runs no Raft.
+//!
+//! The forwarder keeps the list of known servers (seeded from `-retry-join`, refreshed from
+//! the servers' own Raft configuration) and a preferred one. A call that could not reach its
+//! server — connection refused, handshake failed: certainly not delivered — moves on to the
+//! next server at once; so does a read whose answer was lost (reads have no effects). A write
+//! whose answer was lost is not retried (it may have been applied): the caller gets the error
+//! and the next call goes to another server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use legate_core::catalog::{ApplyError, Command, Query, QueryValue, Response, Session};
+use legate_core::limits;
+use legate_core::raft::{NodeId, ServerNode};
+
+use crate::api::Api;
+use crate::rpc::{ClientCall, Rpc, RpcReply, Wire};
+use crate::server::{
+    QueryOptions, QueryResult, RaftStatus, ReadError, ServerResponse, WriteError, FORWARD_TIMEOUT_MS, LEADER_WAIT_MS,
+};
+
+/// How long a status call may take.
+const STATUS_TIMEOUT_MS: u64 = 5_000;
+
+/// A client agent's connection to the servers. Clones share it.
+pub struct Forwarder<W: Wire> {
+    inner: Arc<Inner<W>>,
+}
+
+impl<W: Wire> Clone for Forwarder<W> {
+    fn clone(&self) -> Self {
+        Forwarder { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<W: Wire> {
+    wire: W,
+    servers: Mutex<Vec<ServerNode>>,
+    preferred: AtomicUsize,
+}
+
+/// Why a forwarded call failed.
+enum Failure {
+    /// Every server was tried and none could be reached.
+    Unreachable(String),
+    /// The call reached a server but its answer was lost: it may have taken effect.
+    Unknown(String),
+}
+
+impl<W: Wire> Forwarder<W> {
+    /// A forwarder to `servers` (their RPC addresses).
+    pub fn new(wire: W, servers: Vec<ServerNode>) -> Self {
+        Forwarder { inner: Arc::new(Inner { wire, servers: Mutex::new(servers), preferred: AtomicUsize::new(0) }) }
+    }
+
+    /// The servers this client knows.
+    pub fn servers(&self) -> Vec<ServerNode> {
+        self.inner.servers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the known servers with the voters of `status` (when it names any).
+    pub fn learn(&self, status: &RaftStatus) {
+        let voters: Vec<ServerNode> = status.servers.iter().filter(|s| s.voter).map(|s| s.node.clone()).collect();
+        if voters.is_empty() {
+            return;
+        }
+        let mut servers = self.inner.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if *servers != voters {
+            tracing::info!(servers = ?voters.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "learned the servers");
+            *servers = voters;
+            self.inner.preferred.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends `call` to the preferred server, moving on to the next ones while the call was
+    /// certainly not delivered (or, with `idempotent`, whatever the failure).
+    async fn call(&self, call: ClientCall, timeout_ms: u64, idempotent: bool) -> Result<ServerResponse, Failure> {
+        let servers = self.servers();
+        if servers.is_empty() {
+            return Err(Failure::Unreachable("no server known: set -retry-join".into()));
+        }
+        let first = self.inner.preferred.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for k in 0..servers.len() {
+            let i = (first + k) % servers.len();
+            let server = &servers[i];
+            let rpc = Rpc::Client(call.clone());
+            match self.inner.wire.call(server, rpc, Duration::from_millis(timeout_ms)).await {
+                Ok(RpcReply::Client(answer)) => {
+                    self.inner.preferred.store(i, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Ok(_) => return Err(Failure::Unknown(format!("{server}: mismatched reply"))),
+                Err(e) => {
+                    self.inner.preferred.store((i + 1) % servers.len(), Ordering::Relaxed);
+                    if e.delivered && !idempotent {
+                        return Err(Failure::Unknown(e.text));
+                    }
+                    tracing::debug!(%server, error = %e.text, "server unreachable; trying the next");
+                    errors.push(e.text);
+                }
+            }
+        }
+        Err(Failure::Unreachable(errors.join("; ")))
+    }
+
+    async fn leader_call(&self, call: ClientCall) -> Result<ServerResponse, WriteError> {
+        match self.call(call, LEADER_WAIT_MS + FORWARD_TIMEOUT_MS, false).await {
+            Ok(ServerResponse::WriteFailed(e)) => Err(e),
+            Ok(answer) => Ok(answer),
+            Err(Failure::Unreachable(e)) => Err(WriteError::NoServer(e)),
+            Err(Failure::Unknown(e)) => Err(WriteError::Unknown(e)),
+        }
+    }
+}
+
+fn unexpected<E>(what: &str, answer: ServerResponse) -> Result<E, WriteError>
+where
+    E: Sized,
+{
+    Err(WriteError::Internal(format!("unexpected answer to {what}: {answer:?}")))
+}
+
+impl<W: Wire> Api for Forwarder<W> {
+    async fn write(&self, command: Command) -> Result<Response, WriteError> {
+        match self.leader_call(ClientCall::Write(command)).await? {
+            ServerResponse::Written(r) => Ok(r),
+            other => unexpected("a write", other),
+        }
+    }
+
+    async fn read(&self, opts: &QueryOptions, query: Query) -> Result<QueryResult<QueryValue>, ReadError> {
+        let wait_ms = if opts.min_index > 0 {
+            let wait = opts.wait_ms.unwrap_or(limits::BLOCKING_WAIT_DEFAULT_MS).min(limits::BLOCKING_WAIT_MAX_MS);
+            wait + wait / limits::BLOCKING_JITTER_FRACTION
+        } else {
+            0
+        };
+        let call = ClientCall::Read { opts: *opts, query };
+        match self.call(call, wait_ms + LEADER_WAIT_MS + FORWARD_TIMEOUT_MS, true).await {
+            Ok(ServerResponse::Read(r)) => Ok(r),
+            Ok(ServerResponse::ReadFailed(e)) => Err(e),
+            Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a read: {other:?}"))),
+            Err(Failure::Unreachable(e)) => Err(ReadError::NoServer(e)),
+            Err(Failure::Unknown(e)) => Err(ReadError::Rpc(e)),
+        }
+    }
+
+    async fn create_session(&self, session: Session) -> Result<Result<Session, ApplyError>, WriteError> {
+        match self.leader_call(ClientCall::CreateSession(session)).await? {
+            ServerResponse::SessionCreated(r) => Ok(r),
+            other => unexpected("session create", other),
+        }
+    }
+
+    async fn renew_session(&self, id: &str) -> Result<Option<Session>, WriteError> {
+        match self.leader_call(ClientCall::RenewSession(id.to_string())).await? {
+            ServerResponse::SessionRenewed(r) => Ok(r),
+            other => unexpected("session renew", other),
+        }
+    }
+
+    async fn status(&self) -> Result<RaftStatus, ReadError> {
+        match self.call(ClientCall::Status, STATUS_TIMEOUT_MS, true).await {
+            Ok(ServerResponse::Status(status)) => {
+                self.learn(&status);
+                Ok(status)
+            }
+            Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a status call: {other:?}"))),
+            Err(Failure::Unreachable(e)) => Err(ReadError::NoServer(e)),
+            Err(Failure::Unknown(e)) => Err(ReadError::Rpc(e)),
+        }
+    }
+
+    async fn remove_server(&self, id: NodeId) -> Result<(), WriteError> {
+        match self.leader_call(ClientCall::RemoveServer { id }).await? {
+            ServerResponse::MembershipChanged => Ok(()),
+            other => unexpected("remove-server", other),
+        }
+    }
+}
