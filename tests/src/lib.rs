@@ -10,6 +10,8 @@
 //!   blindly.
 //! - [`run_cli`] runs a client command (`legate kv get …`) against an agent.
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read as _;
