@@ -260,10 +260,10 @@ impl<W: Wire> Transport for RpcTransport<W> {
         target: &ServerNode,
         request: ServerRequest,
         timeout: Duration,
-    ) -> Result<ServerResponse, String> {
-        match self.0.call(target, Rpc::Server(request), timeout).await.map_err(|e| e.text)? {
+    ) -> Result<ServerResponse, WireError> {
+        match self.0.call(target, Rpc::Server(request), timeout).await? {
             RpcReply::Server(r) => Ok(r),
-            _ => Err("mismatched reply".into()),
+            _ => Err(WireError::maybe_delivered("mismatched reply")),
         }
     }
 }

@@ -25,6 +25,7 @@ use rand_core010::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::rpc::WireError;
 use legate_core::plant::Planted;
 
 /// The catalog state machine for runtime `Rt`.
@@ -208,14 +209,14 @@ impl RaftStatus {
     }
 }
 
-/// Reaches other servers. An error means the call may or may not have been carried out.
+/// Reaches other servers. An error says whether the call may have been carried out.
 pub trait Transport: Send + Sync + 'static {
     fn call(
         &self,
         target: &ServerNode,
         request: ServerRequest,
         timeout: Duration,
-    ) -> impl Future<Output = Result<ServerResponse, String>> + Send;
+    ) -> impl Future<Output = Result<ServerResponse, WireError>> + Send;
 }
 
 /// The transport of a server with no peers (`-dev`).
@@ -223,8 +224,8 @@ pub trait Transport: Send + Sync + 'static {
 pub struct NoTransport;
 
 impl Transport for NoTransport {
-    async fn call(&self, target: &ServerNode, _: ServerRequest, _: Duration) -> Result<ServerResponse, String> {
-        Err(format!("no route to {target}: this server has no peers"))
+    async fn call(&self, target: &ServerNode, _: ServerRequest, _: Duration) -> Result<ServerResponse, WireError> {
+        Err(WireError::not_delivered(format!("no route to {target}: this server has no peers")))
     }
 }
 
@@ -453,7 +454,9 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
                     let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
                     match self.inner.transport.call(&node, request.clone(), timeout).await {
                         Ok(answer) => answer,
-                        Err(e) => return Err(WriteError::Unknown(e)),
+                        // Never delivered (the leader we knew is gone): safe to route again.
+                        Err(e) if !e.delivered => ServerResponse::NotLeader,
+                        Err(e) => return Err(WriteError::Unknown(e.text)),
                     }
                 }
             };
@@ -475,8 +478,18 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
             return ServerResponse::NotLeader;
         }
         match request {
-            ServerRequest::Write(command) => match self.write_local(command).await {
-                Ok(r) => ServerResponse::Written(r),
+            ServerRequest::Write(command) => match self.write_local(command.clone()).await {
+                Ok(r) => {
+                    if matches!(command, Command::Restore(_)) && r == Response::Done {
+                        // The sessions were replaced: their TTL timers restart from the
+                        // restored set, as on a leader change.
+                        let now = self.inner.clock.mono_ms();
+                        let sessions: Vec<Session> = self.inner.store.read(|c| c.sessions().cloned().collect());
+                        self.lock_duties().handle_became_leader(now, &sessions);
+                        self.kick_duties();
+                    }
+                    ServerResponse::Written(r)
+                }
                 Err(None) => ServerResponse::NotLeader,
                 Err(Some(e)) => ServerResponse::WriteFailed(e),
             },
