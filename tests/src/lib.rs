@@ -356,6 +356,7 @@ pub fn run_cli_with(args: &[&str], http_addr: Option<&str>, envs: &[(&str, &str)
     let command_words = match args.first().copied() {
         Some("kv") | Some("catalog") => 2.min(args.len()),
         Some("operator") => 3.min(args.len()),
+        Some("snapshot") => 2.min(args.len()),
         Some(_) => 1,
         None => 0,
     };

@@ -7,6 +7,7 @@ mod client;
 mod kv;
 mod members;
 mod operator;
+mod snapshot;
 
 use getopts::{Matches, Options, ParsingStyle};
 
@@ -22,6 +23,7 @@ Available commands are:
     leave       Gracefully leaves the cluster and shuts the agent down
     members     Lists the members of the cluster
     operator    Cluster operator tools (raft list-peers, raft remove-peer)
+    snapshot    Saves, restores and inspects snapshots of the cluster's state
     version     Prints the Legate version
 ";
 
@@ -38,6 +40,7 @@ pub fn run(args: &[String]) -> i32 {
         "members" => members::run(rest),
         "operator" => operator::run_operator(rest),
         "leave" => operator::run_leave(rest),
+        "snapshot" => snapshot::run(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("Legate v{}", crate::VERSION);
             println!("Speaks the Consul v{} API", crate::CONSUL_API_VERSION);

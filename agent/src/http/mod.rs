@@ -14,6 +14,7 @@ mod operator;
 pub mod params;
 mod reply;
 mod session;
+mod snapshot;
 mod status;
 mod txn;
 mod views;
@@ -119,6 +120,12 @@ pub fn router(state: Shared) -> Router {
         .route("/operator/raft/configuration", get(operator::configuration))
         .route("/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/agent/leave", put(agent::leave).post(agent::leave))
+        .route(
+            "/snapshot",
+            get(snapshot::save)
+                .put(snapshot::restore)
+                .layer(axum::extract::DefaultBodyLimit::max(snapshot::RESTORE_MAX_BYTES + 1)),
+        )
         .route("/agent/self", get(agent::self_info))
         .route("/agent/members", get(agent::members))
         .route("/agent/services", get(agent::services))

@@ -40,6 +40,9 @@ pub enum Command {
     /// Forget KV tombstones (and expired lock-delays) older than `age_ms` at the request's
     /// stamp.
     ReapTombstones { age_ms: u64 },
+    /// Replace the whole catalog with a snapshot's (`PUT /v1/snapshot`). Everything restored
+    /// gets the restore's index as its create and modify index.
+    Restore(Box<super::CatalogSnapshot>),
 }
 
 impl Command {
@@ -52,6 +55,7 @@ impl Command {
             Command::SessionDestroy { .. } => "session-destroy",
             Command::Txn(_) => "txn",
             Command::ReapTombstones { .. } => "reap-tombstones",
+            Command::Restore(_) => "restore",
         }
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use command::*;
 pub use query::{Answer, Query, QueryValue};
-pub use snapshot::CatalogSnapshot;
+pub use snapshot::{CatalogSnapshot, ARCHIVE_MAGIC};
 pub use types::*;
 
 use crate::plant::Planted;
@@ -123,6 +123,7 @@ impl Catalog {
                 self.reap(now_ms.saturating_sub(*age_ms), now_ms);
                 Response::Done
             }
+            Command::Restore(snap) => self.apply_restore(index, snap),
         };
         #[cfg(debug_assertions)]
         self.check_invariants();

@@ -342,6 +342,8 @@ pub enum Query {
     ReadTxn {
         ops: Vec<TxnOp>,
     },
+    /// The whole catalog (`GET /v1/snapshot`).
+    Snapshot,
 }
 
 /// The answer to a [`Query`]; the variant follows the query's.
@@ -359,6 +361,7 @@ pub enum QueryValue {
     Session(Option<Session>),
     Sessions(Vec<Session>),
     Txn(TxnOutcome),
+    Snapshot(Box<super::CatalogSnapshot>),
 }
 
 impl Catalog {
@@ -382,6 +385,9 @@ impl Catalog {
             Query::SessionList => self.session_list().map(QueryValue::Sessions),
             Query::NodeSessions { node } => self.node_sessions(node).map(QueryValue::Sessions),
             Query::ReadTxn { ops } => Answer::new(self.last_index(), QueryValue::Txn(self.read_txn(ops)), Vec::new()),
+            Query::Snapshot => {
+                Answer::new(self.last_index(), QueryValue::Snapshot(Box::new(self.snapshot())), Vec::new())
+            }
         }
     }
 }

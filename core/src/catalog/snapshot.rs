@@ -1,8 +1,18 @@
 //! The catalog as one serialisable value, for Raft snapshots and `/v1/snapshot`.
+//!
+//! `/v1/snapshot`'s archive is [`ARCHIVE_MAGIC`], the body's length (8 bytes, big-endian), its
+//! CRC-32C (4 bytes, big-endian) and the body: the snapshot in MessagePack
+//! ([`crate::storage::codec`]). A restore checks all of it, then that the catalog is
+//! self-consistent, before anything is proposed.
 
 use serde::{Deserialize, Serialize};
 
-use super::{name_key, Catalog, HealthCheck, KvEntry, Node, Service, Session, TableIndexes, Tombstone};
+use super::{
+    name_key, ApplyError, Catalog, HealthCheck, KvEntry, Node, Response, Service, Session, TableIndexes, Tombstone,
+};
+
+/// The first bytes of a `/v1/snapshot` archive.
+pub const ARCHIVE_MAGIC: &[u8; 16] = b"LEGATE-SNAPSHOT1";
 
 /// Everything replicated, in a form serde can write. Derived indexes are not stored; they
 /// are rebuilt by [`Catalog::restore`].
@@ -22,7 +32,88 @@ pub struct CatalogSnapshot {
     pub node_index: Vec<(String, u64)>,
 }
 
+impl CatalogSnapshot {
+    /// The `/v1/snapshot` archive of this snapshot.
+    pub fn to_archive(&self) -> Result<Vec<u8>, String> {
+        let body = crate::storage::codec::encode(self).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(ARCHIVE_MAGIC.len() + 12 + body.len());
+        out.extend_from_slice(ARCHIVE_MAGIC);
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Reads an archive written by [`CatalogSnapshot::to_archive`], checking its framing,
+    /// checksum and contents.
+    pub fn from_archive(bytes: &[u8]) -> Result<CatalogSnapshot, String> {
+        let head = ARCHIVE_MAGIC.len() + 12;
+        if bytes.len() < head || &bytes[..ARCHIVE_MAGIC.len()] != ARCHIVE_MAGIC {
+            return Err("not a Legate snapshot archive (bad magic)".into());
+        }
+        let field = |at: usize, n: usize| bytes[at..at + n].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let len = field(ARCHIVE_MAGIC.len(), 8);
+        let crc = field(ARCHIVE_MAGIC.len() + 8, 4) as u32;
+        let body = &bytes[head..];
+        if body.len() as u64 != len {
+            return Err(format!(
+                "snapshot archive is truncated or padded: {} body bytes, header says {len}",
+                body.len()
+            ));
+        }
+        if crc32c::crc32c(body) != crc {
+            return Err("snapshot archive checksum mismatch: the file is corrupt".into());
+        }
+        let snap: CatalogSnapshot =
+            crate::storage::codec::decode(body).map_err(|e| format!("snapshot archive: {e}"))?;
+        Catalog::restore(snap.clone())?;
+        Ok(snap)
+    }
+
+    /// Gives every record the index `index` (a restore writes everything at once).
+    fn reindex(&mut self, index: u64) {
+        self.last_index = index;
+        for n in &mut self.nodes {
+            (n.create_index, n.modify_index) = (index, index);
+        }
+        for (_, s) in &mut self.services {
+            (s.create_index, s.modify_index) = (index, index);
+        }
+        for c in &mut self.checks {
+            (c.create_index, c.modify_index) = (index, index);
+        }
+        for e in &mut self.kv {
+            (e.create_index, e.modify_index) = (index, index);
+        }
+        for s in &mut self.sessions {
+            (s.create_index, s.modify_index) = (index, index);
+        }
+        for (_, t) in &mut self.tombstones {
+            t.index = index;
+        }
+        self.tables = TableIndexes { nodes: index, services: index, checks: index, kv: index, sessions: index };
+        for (_, i) in self.service_index.iter_mut().chain(self.node_index.iter_mut()) {
+            *i = index;
+        }
+    }
+}
+
 impl Catalog {
+    /// Replaces this catalog with `snap` at Raft index `index`; a snapshot that is not
+    /// self-consistent changes nothing.
+    pub(super) fn apply_restore(&mut self, index: u64, snap: &CatalogSnapshot) -> Response {
+        let mut snap = snap.clone();
+        snap.reindex(index);
+        match Catalog::restore(snap) {
+            Ok(mut restored) => {
+                restored.planted = self.planted;
+                *self = restored;
+                Response::Done
+            }
+            Err(e) => Response::Error(ApplyError::Invalid(e)),
+        }
+    }
+
     pub fn snapshot(&self) -> CatalogSnapshot {
         CatalogSnapshot {
             last_index: self.last_index,

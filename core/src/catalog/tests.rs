@@ -1279,3 +1279,45 @@ fn apply_indexes_must_increase() {
 
     fsm.catalog.apply(fsm.index, &Request { now_ms: fsm.now_ms, command: Command::Kv(op(KvVerb::Set, "a", "2")) });
 }
+
+#[test]
+fn a_snapshot_archive_round_trips_and_a_damaged_one_is_refused() {
+    let mut fsm = Fsm::with_node();
+    fsm.set("a", "1");
+    fsm.register_service(NODE, "web1", "web");
+    let snap = fsm.catalog.snapshot();
+    let archive = snap.to_archive().unwrap();
+    assert_eq!(CatalogSnapshot::from_archive(&archive).unwrap(), snap);
+
+    let mut flipped = archive.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    assert!(CatalogSnapshot::from_archive(&flipped).unwrap_err().contains("checksum"));
+    assert!(CatalogSnapshot::from_archive(&archive[..archive.len() - 3]).unwrap_err().contains("truncated"));
+    assert!(CatalogSnapshot::from_archive(b"hello").unwrap_err().contains("magic"));
+}
+
+#[test]
+fn a_restore_replaces_everything_at_its_own_index_and_later_writes_go_on() {
+    let mut fsm = Fsm::with_node();
+    fsm.set("a", "1");
+    fsm.set("b", "1");
+    let saved = fsm.catalog.snapshot();
+    fsm.set("a", "2");
+    fsm.delete("b");
+    fsm.set("c", "new");
+
+    assert_eq!(fsm.apply(Command::Restore(Box::new(saved))), Response::Done);
+    let restore_index = fsm.index;
+    let a = fsm.catalog.kv_get("a").value.unwrap();
+    assert_eq!(a.value, b"1");
+    assert_eq!((a.create_index, a.modify_index), (restore_index, restore_index));
+    assert!(fsm.catalog.kv_get("b").value.is_some());
+    assert!(fsm.catalog.kv_get("c").value.is_none());
+    assert_eq!(fsm.catalog.last_index(), restore_index);
+    assert!(fsm.catalog.node_services(NODE).value.is_some(), "nodes are restored too");
+
+    fsm.set("a", "3");
+    assert_eq!(fsm.catalog.kv_get("a").value.unwrap().modify_index, restore_index + 1);
+    fsm.catalog.check_invariants();
+}

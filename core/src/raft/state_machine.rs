@@ -13,7 +13,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Answer, Catalog, CatalogSnapshot, Response};
+use crate::catalog::{Answer, Catalog, CatalogSnapshot, Command, Response};
 use crate::plant::Planted;
 use crate::watch::{WatchKey, WatcherId, Watchers};
 
@@ -258,6 +258,7 @@ where
         Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
     {
         let mut touched = Vec::new();
+        let mut restored = false;
         while let Some((entry, responder)) = entries.try_next().await? {
             let response = {
                 let mut inner = self.lock();
@@ -267,6 +268,7 @@ where
                         if let Some(hook) = &inner.apply_hook {
                             hook(request);
                         }
+                        restored |= matches!(request.command, Command::Restore(_));
                         inner.catalog.apply(index, request)
                     }
                     EntryPayload::Blank => {
@@ -287,7 +289,10 @@ where
                 responder.send(response);
             }
         }
-        if !touched.is_empty() {
+        if restored {
+            // The whole catalog was replaced: every blocking query answers.
+            Self::wake_all(&mut self.lock());
+        } else if !touched.is_empty() {
             let mut inner = self.lock();
             Self::wake(&mut inner, &touched);
         }
