@@ -42,6 +42,12 @@ pub struct AgentConfig {
     pub retry_join: Vec<String>,
     /// Scales Raft's timers (1 fastest; Consul's default 5).
     pub raft_multiplier: u32,
+    /// Snapshot (and compact the log) every this many applied entries.
+    pub raft_snapshot_threshold: u64,
+    /// Entries kept behind a snapshot.
+    pub raft_trailing_logs: u64,
+    /// Size at which a Raft log segment file rolls (a Legate setting; Consul has none).
+    pub raft_log_segment_bytes: u64,
 }
 
 impl AgentConfig {
@@ -72,6 +78,10 @@ struct FileConfig {
     nodemeta: Option<BTreeMap<String, String>>,
     loglevel: Option<String>,
     retryjoin: Option<Vec<String>>,
+    performance: Option<Performance>,
+    raftsnapshotthreshold: Option<u64>,
+    rafttrailinglogs: Option<u64>,
+    raftlogsegmentbytes: Option<u64>,
     service: Option<Value>,
     services: Option<Vec<Value>>,
     check: Option<Value>,
@@ -95,11 +105,22 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "nodemeta",
     "loglevel",
     "retryjoin",
+    "performance",
+    "raftsnapshotthreshold",
+    "rafttrailinglogs",
+    "raftlogsegmentbytes",
     "service",
     "services",
     "check",
     "checks",
 ];
+
+/// The `performance` block of a config file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct Performance {
+    raftmultiplier: Option<u32>,
+}
 
 /// Flags of `legate agent`, Consul's names.
 fn agent_options() -> Options {
@@ -174,6 +195,9 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         log_level: "info".into(),
         retry_join: Vec::new(),
         raft_multiplier: legate_runtime::boot::RAFT_MULTIPLIER_DEFAULT,
+        raft_snapshot_threshold: legate_runtime::boot::SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: legate_runtime::boot::TRAILING_LOGS,
+        raft_log_segment_bytes: legate_core::limits::LOG_SEGMENT_MAX_BYTES,
     };
     let mut advertise_set = false;
 
@@ -268,6 +292,13 @@ fn validate(cfg: &AgentConfig) -> Result<(), String> {
             legate_runtime::boot::RAFT_MULTIPLIER_MAX
         ));
     }
+    if cfg.raft_snapshot_threshold == 0 {
+        return Err("raft_snapshot_threshold must be at least 1".into());
+    }
+    let segment = legate_core::limits::LOG_SEGMENT_MAX_BYTES;
+    if !(4096..=segment).contains(&cfg.raft_log_segment_bytes) {
+        return Err(format!("raft_log_segment_bytes must be between 4096 and {segment}"));
+    }
     if cfg.dev {
         return Ok(());
     }
@@ -357,6 +388,18 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     if let Some(v) = f.bootstrapexpect {
         cfg.bootstrap_expect = v;
     }
+    if let Some(v) = f.performance.and_then(|p| p.raftmultiplier) {
+        cfg.raft_multiplier = v;
+    }
+    if let Some(v) = f.raftsnapshotthreshold {
+        cfg.raft_snapshot_threshold = v;
+    }
+    if let Some(v) = f.rafttrailinglogs {
+        cfg.raft_trailing_logs = v;
+    }
+    if let Some(v) = f.raftlogsegmentbytes {
+        cfg.raft_log_segment_bytes = v;
+    }
     for (name, port) in f.ports.unwrap_or_default() {
         let what = format!("ports.{name}");
         match name.as_str() {
@@ -439,5 +482,38 @@ mod tests {
         assert_eq!(c.services.len(), 1);
         assert_eq!(c.checks.len(), 1);
         assert!(c.enable_script_checks);
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        let c = parse_agent_args(
+            &args(
+                "-server -bootstrap-expect 3 -data-dir /tmp/x -retry-join 10.0.0.2 -join 10.0.0.3 -raft-multiplier 1",
+            ),
+            "h",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.server, c.bootstrap_expect, c.raft_multiplier), (true, 3, 1));
+        assert_eq!(c.retry_join, ["10.0.0.3", "10.0.0.2"]);
+        let err = |a: &str| parse_agent_args(&args(a), "h").unwrap_err();
+        assert!(err("-server -bootstrap-expect 3").contains("data_dir is required"));
+        assert!(err("-data-dir /tmp/x").contains("-retry-join"));
+        assert!(err("-data-dir /tmp/x -bootstrap-expect 3 -retry-join a").contains("add -server"));
+        assert!(err("-server -data-dir /tmp/x").contains("-bootstrap-expect"));
+        assert!(err("-dev -raft-multiplier 11").contains("raft_multiplier"));
+        assert!(err("-dev -raft-multiplier x").contains("-raft-multiplier"));
+
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        apply_value(
+            &mut c,
+            serde_json::json!({"performance": {"raft_multiplier": 2}, "raft_snapshot_threshold": 100,
+                               "raft_trailing_logs": 50, "raft_log_segment_bytes": 65536}),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.raft_multiplier, c.raft_snapshot_threshold, c.raft_trailing_logs, c.raft_log_segment_bytes),
+            (2, 100, 50, 65536)
+        );
     }
 }

@@ -72,7 +72,12 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
             raft_dir: data_dir.join("raft"),
             bootstrap_expect: cfg.bootstrap_expect,
             join,
-            raft_multiplier: cfg.raft_multiplier,
+            tuning: boot::RaftTuning {
+                multiplier: cfg.raft_multiplier,
+                snapshot_threshold: cfg.raft_snapshot_threshold,
+                trailing_logs: cfg.raft_trailing_logs,
+                segment_bytes: cfg.raft_log_segment_bytes,
+            },
         };
         Backend::Server(boot::start_server(opts, clock).await?)
     } else {

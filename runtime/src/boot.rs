@@ -52,17 +52,39 @@ pub const SNAPSHOT_THRESHOLD: u64 = 16_384;
 /// rather than by a snapshot transfer (Consul's `raft_trailing_logs`).
 pub const TRAILING_LOGS: u64 = 10_240;
 
-/// Raft timers for a multiplier (Consul's scaling): with 1, a 100 ms heartbeat and a 1–2 s
-/// election timeout; Consul's default of 5 is five times that.
-pub fn raft_config(multiplier: u32, cluster: &str) -> Result<openraft::Config, String> {
-    let m = u64::from(multiplier.clamp(1, RAFT_MULTIPLIER_MAX));
+/// Raft timing and compaction of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTuning {
+    /// Timers for a multiplier (Consul's scaling): with 1, a 100 ms heartbeat and a 1–2 s
+    /// election timeout; Consul's default of 5 is five times that.
+    pub multiplier: u32,
+    pub snapshot_threshold: u64,
+    pub trailing_logs: u64,
+    /// Log segment files roll at this size; only whole segments behind a snapshot are purged.
+    pub segment_bytes: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            multiplier: RAFT_MULTIPLIER_DEFAULT,
+            snapshot_threshold: SNAPSHOT_THRESHOLD,
+            trailing_logs: TRAILING_LOGS,
+            segment_bytes: legate_core::limits::LOG_SEGMENT_MAX_BYTES,
+        }
+    }
+}
+
+/// openraft's configuration for a server of `cluster`.
+pub fn raft_config(tuning: RaftTuning, cluster: &str) -> Result<openraft::Config, String> {
+    let m = u64::from(tuning.multiplier.clamp(1, RAFT_MULTIPLIER_MAX));
     openraft::Config {
         cluster_name: cluster.into(),
         heartbeat_interval: 100 * m,
         election_timeout_min: 1_000 * m,
         election_timeout_max: 2_000 * m,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_THRESHOLD),
-        max_in_snapshot_log_to_keep: TRAILING_LOGS,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_threshold.max(1)),
+        max_in_snapshot_log_to_keep: tuning.trailing_logs,
         ..Default::default()
     }
     .validate()
@@ -135,14 +157,15 @@ pub struct ServerOptions {
     pub bootstrap_expect: u32,
     /// RPC addresses of other servers (`host:port`).
     pub join: Vec<String>,
-    pub raft_multiplier: u32,
+    pub tuning: RaftTuning,
 }
 
 /// Opens the data dir (refusing a corrupt one), starts Raft, serves RPC, spawns the duties and
 /// the bootstrap/join loop.
 pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServer, String> {
     let disk = FsDisk::open(&opts.raft_dir).map_err(|e| format!("data dir {}: {e}", opts.raft_dir.display()))?;
-    let (log, store) = crate::storage::open_storage::<TokioTc, _>(disk, LogOptions::default(), Default::default())
+    let log_options = LogOptions { segment_max_bytes: opts.tuning.segment_bytes, ..LogOptions::default() };
+    let (log, store) = crate::storage::open_storage::<TokioTc, _>(disk, log_options, Default::default())
         .map_err(|e| format!("data dir {}: {e}", opts.raft_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(opts.rpc_bind)
         .await
@@ -151,7 +174,7 @@ pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServ
     let wire = AgentWire::new(&datacenter);
     let raft = Raft::<TokioRuntime>::new(
         opts.raft_id,
-        Arc::new(raft_config(opts.raft_multiplier, &format!("legate-{datacenter}"))?),
+        Arc::new(raft_config(opts.tuning, &format!("legate-{datacenter}"))?),
         RpcNetwork(wire.clone()),
         log,
         store.clone(),

@@ -63,6 +63,11 @@ struct Writers {
 
 impl Writers {
     fn start(urls: Vec<String>, writers: usize, prefix: &str) -> Writers {
+        Self::start_over(urls, writers, prefix, u64::MAX)
+    }
+
+    /// Writers whose keys cycle through `keys` per writer (overwrites, a state that stays put).
+    fn start_over(urls: Vec<String>, writers: usize, prefix: &str, keys: u64) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..writers)
@@ -73,7 +78,7 @@ impl Writers {
                     let mut target = w % urls.len();
                     let mut seq = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        let key = format!("{prefix}/w{w}/{seq:06}");
+                        let key = format!("{prefix}/w{w}/{:06}", seq % keys);
                         let value = format!("value-{w}-{seq}");
                         seq += 1;
                         let url = format!("{}/v1/kv/{key}", urls[target]);
@@ -421,4 +426,61 @@ fn without_a_quorum_requests_fail_with_no_cluster_leader_and_stale_reads_still_a
     let r = c.servers[survivor].try_request("GET", "/v1/kv/q?stale&raw", None).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "kept"), "stale reads answer without a leader");
     assert_eq!(r.header("X-Consul-KnownLeader"), Some("false"));
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) })
+            .sum()
+    })
+}
+
+#[test]
+fn snapshots_keep_the_data_dir_bounded_under_a_steady_write_load() {
+    // Small thresholds so a few thousand writes go through many snapshots and segments.
+    let config = legate_tests::temp_file(
+        "compaction.json",
+        r#"{"raft_snapshot_threshold": 200, "raft_trailing_logs": 100, "raft_log_segment_bytes": 65536}"#,
+    );
+    let config = config.to_str().unwrap();
+    let mut c = Cluster::start_with(3, &["-config-file", config]);
+    c.wait_agreed_leader(FAILOVER_TIMEOUT).unwrap();
+    let raft_dirs: Vec<_> = c.servers.iter().map(|s| s.data_dir.join("raft")).collect();
+    let urls: Vec<String> = c.servers.iter().map(|s| s.url("")).collect();
+
+    let mut sizes = Vec::new();
+    let mut written = 0;
+    for round in 0..3 {
+        // The writers overwrite the same 8×20 keys: the state stays small while the log grows.
+        let writers = Writers::start_over(urls.clone(), 8, "steady", 20);
+        assert!(wait_until(Duration::from_secs(60), || writers.count() >= 1_500), "round {round}: writes acknowledged");
+        written += writers.finish().len();
+        sizes.push(raft_dirs.iter().map(|d| dir_bytes(d)).max().unwrap());
+    }
+    eprintln!("{written} writes; largest raft dir after each round: {sizes:?} bytes");
+    for d in &raft_dirs {
+        let files: Vec<(String, u64)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+            .collect();
+        eprintln!("{}: {files:?}", d.display());
+    }
+    // Without compaction the log alone would hold every write (several hundred bytes each).
+    let bound = 256 * 1024;
+    assert!(sizes.iter().all(|&s| s < bound), "the data dir stays under {bound} bytes: {sizes:?}");
+    assert!(written * 300 > 4 * bound as usize, "the run wrote well beyond the bound ({written} writes)");
+    for d in &raft_dirs {
+        assert!(d.join("snapshot").is_file(), "a snapshot file in {}", d.display());
+    }
+    // A server restarted from its compacted dir has the state.
+    c.servers[1].kill9();
+    c.servers[1].start();
+    assert_eq!(c.servers[0].put("/v1/kv/steady/last", "x").text(), "true");
+    assert!(wait_until(FAILOVER_TIMEOUT, || {
+        c.servers[1].try_request("GET", "/v1/kv/steady/last?stale&raw", None).is_ok_and(|r| r.text() == "x")
+    }));
 }
