@@ -1,21 +1,11 @@
 //! Starting servers on tokio: a `-dev` server (one voter, in memory, no peers) and a real one
 //! (its log and snapshots in the data dir, Raft and forwarding over TCP, bootstrapped once
-//! `bootstrap_expect` servers have met).
-//!
-//! # Bootstrap
-//! A server with no Raft state says hello ([`Rpc::Hello`]) to every `-retry-join` address once a
-//! second. When a server it reaches is already in a cluster, it waits for that cluster's
-//! leader to replicate to it, asking the leader to add it as a voter if it is not in the
-//! configuration yet. Otherwise, once it has seen `bootstrap_expect` servers (itself included),
-//! it initializes Raft with all of them as voters; the others do the same with the same set,
-//! which openraft accepts (the same first configuration entry everywhere). A server with Raft
-//! state — a restart, or a cluster that already formed — never bootstraps again.
+//! `bootstrap_expect` servers have met — see [`crate::join`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use legate_core::catalog::Node;
 use legate_core::raft::{MemLogStore, ServerNode, TypeConfig};
@@ -24,8 +14,8 @@ pub use openraft_rt_tokio::TokioRuntime;
 
 use crate::clock::Clock;
 use crate::disk::FsDisk;
-use crate::rpc::{dispatch, Rpc, RpcNetwork, RpcReply, RpcTransport, ServerInfo, Wire};
-use crate::server::{Raft, Server, ServerConfig, ServerRequest, ServerResponse, Store};
+use crate::rpc::{dispatch, Rpc, RpcNetwork, RpcTransport};
+use crate::server::{Raft, Server, ServerConfig, Store};
 use crate::tcp::{self, Handshake, TcpWire};
 
 /// openraft's type configuration on tokio.
@@ -39,11 +29,6 @@ pub type AgentServer = Server<TokioRuntime, RpcTransport<AgentWire>>;
 pub const RAFT_MULTIPLIER_DEFAULT: u32 = 5;
 /// The largest multiplier Consul accepts.
 pub const RAFT_MULTIPLIER_MAX: u32 = 10;
-
-/// How often an unbootstrapped server says hello to its join addresses.
-const JOIN_INTERVAL: Duration = Duration::from_secs(1);
-/// How long one hello may take.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Compact the log into a snapshot every this many applied entries (Consul's
 /// `raft_snapshot_threshold`).
@@ -199,66 +184,7 @@ pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServ
         }
     };
     tokio::spawn(tcp::serve(listener, Handshake::new(&datacenter), handler));
-    tokio::spawn(join_loop(server.clone(), wire, opts));
+    let join = opts.join.iter().map(|a| ServerNode { name: a.clone(), rpc_addr: a.clone() }).collect();
+    tokio::spawn(crate::join::join_loop(server.clone(), wire, opts.bootstrap_expect, join));
     Ok(server)
-}
-
-/// Says hello to the join addresses until this server is in a cluster (see the module docs).
-async fn join_loop(server: AgentServer, wire: AgentWire, opts: ServerOptions) {
-    let me = server_node(&opts.node, &opts.rpc_advertise);
-    let mut asked_to_join = false;
-    loop {
-        let status = server.status();
-        if status.servers.iter().any(|s| s.id == opts.raft_id) {
-            tracing::info!(servers = status.servers.len(), "in the Raft configuration");
-            return;
-        }
-        if !status.servers.is_empty() && !asked_to_join {
-            tracing::info!("a leader contacted this server; waiting to be added as a voter");
-        }
-        let hello = Box::new(ServerInfo::of(&server, opts.bootstrap_expect));
-        let mut seen: BTreeMap<u64, ServerNode> = BTreeMap::from([(opts.raft_id, me.clone())]);
-        let mut cluster: Option<ServerInfo> = None;
-        for addr in &opts.join {
-            let target = ServerNode { name: addr.clone(), rpc_addr: addr.clone() };
-            match wire.call(&target, Rpc::Hello(hello.clone()), HELLO_TIMEOUT).await {
-                Ok(RpcReply::Hello(info)) => {
-                    if info.raft_id == opts.raft_id {
-                        continue;
-                    }
-                    seen.insert(info.raft_id, info.node.clone());
-                    if info.initialized {
-                        cluster = Some(*info);
-                    }
-                }
-                Ok(_) => tracing::warn!(%addr, "join: mismatched answer to hello"),
-                Err(e) => tracing::debug!(%addr, error = %e, "join: no answer yet"),
-            }
-        }
-        if let Some(info) = cluster {
-            // A cluster exists: be added to it by its leader (never bootstrap a second one).
-            if let Some(leader) = info.status.leader_node().cloned() {
-                let request = ServerRequest::AddServer { id: opts.raft_id, node: me.clone() };
-                let timeout = Duration::from_millis(crate::server::FORWARD_TIMEOUT_MS);
-                match wire.call(&leader, Rpc::Server(request), timeout).await {
-                    Ok(RpcReply::Server(ServerResponse::MembershipChanged)) => {
-                        asked_to_join = true;
-                        tracing::info!(%leader, "joined the cluster");
-                    }
-                    Ok(RpcReply::Server(other)) => tracing::info!(%leader, answer = ?other, "join: not added yet"),
-                    Ok(_) => tracing::warn!(%leader, "join: mismatched answer"),
-                    Err(e) => tracing::info!(%leader, error = %e, "join: leader unreachable"),
-                }
-            }
-        } else if opts.bootstrap_expect > 0 && seen.len() >= opts.bootstrap_expect as usize {
-            let names: Vec<String> = seen.values().map(ToString::to_string).collect();
-            tracing::info!(servers = ?names, "bootstrap_expect reached; bootstrapping the cluster");
-            if let Err(e) = server.raft().initialize(seen).await {
-                tracing::warn!(error = %e, "bootstrap refused");
-            }
-        } else if opts.bootstrap_expect > 0 {
-            tracing::info!(seen = seen.len(), expect = opts.bootstrap_expect, "waiting for servers to bootstrap");
-        }
-        tokio::time::sleep(JOIN_INTERVAL).await;
-    }
 }

@@ -9,7 +9,7 @@
 //! * [`local::LocalSync`] — the agent's own services and checks, synced into the catalog.
 //! * [`rpc`] — every message between processes, served by [`rpc::dispatch`], and openraft's
 //!   network over any [`rpc::Wire`]; [`client::Forwarder`] — a client agent's [`api::Api`].
-//! * [`storage`] — opening a server's log and snapshots on a disk.
+//! * [`storage`] — opening a server's log and snapshots on a disk; [`join`] — bootstrap.
 //!
 //! All of these are generic over openraft's `AsyncRuntime` and the wire, so the simulator runs
 //! them on madsim exactly as the agent runs them on tokio. The tokio-only parts are [`tcp`]
@@ -21,6 +21,7 @@ pub mod boot;
 pub mod client;
 pub mod clock;
 pub mod disk;
+pub mod join;
 pub mod local;
 pub mod rpc;
 pub mod server;

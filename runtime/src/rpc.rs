@@ -277,7 +277,13 @@ pub async fn dispatch<Rt: AsyncRuntime, T: Transport>(
 ) -> RpcReply<TypeConfig<Rt>> {
     let raft = server.raft();
     match rpc {
-        Rpc::Append(r) => RpcReply::Append(raft.append_entries(r).await.map_err(|e| e.to_string())),
+        Rpc::Append(r) => {
+            let answer = raft.append_entries(r).await.map_err(|e| e.to_string());
+            if answer.is_ok() {
+                server.note_leader_contact();
+            }
+            RpcReply::Append(answer)
+        }
         Rpc::Vote(r) => RpcReply::Vote(raft.vote(r).await.map_err(|e| e.to_string())),
         Rpc::PreVote(r) => RpcReply::Vote(raft.pre_vote(r).await.map_err(|e| e.to_string())),
         Rpc::Snapshot { vote, meta, data } => {

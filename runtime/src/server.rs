@@ -255,6 +255,8 @@ struct Inner<Rt: AsyncRuntime, T: Transport> {
     clock: Clock,
     config: ServerConfig,
     transport: T,
+    /// When the leader last replicated to (or heartbeat) this server.
+    leader_contact: Mutex<Option<Rt::Instant>>,
 }
 
 impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
@@ -276,6 +278,7 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
                 clock,
                 config,
                 transport,
+                leader_contact: Mutex::new(None),
             }),
         }
     }
@@ -314,6 +317,21 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
     /// Every voter's RPC address, sorted.
     pub fn peers(&self) -> Vec<String> {
         self.status().peers()
+    }
+
+    /// Records that the leader just replicated to this server (an AppendEntries arrived).
+    pub fn note_leader_contact(&self) {
+        *self.inner.leader_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rt::Instant::now());
+    }
+
+    /// `X-Consul-LastContact`: 0 on the leader; on a follower, the time since the leader last
+    /// replicated to it (0 before it ever did).
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        let contact = *self.inner.leader_contact.lock().unwrap_or_else(|p| p.into_inner());
+        contact.map_or(0, |at| Rt::Instant::now().saturating_duration_since(at).as_millis() as u64)
     }
 
     /// The Raft status as this server sees it.
@@ -555,7 +573,7 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
         }
         let answer = self.block(opts, |c| c.query(query)).await;
         let known_leader = self.leader().is_some();
-        Ok(QueryResult { answer, known_leader, last_contact_ms: 0, consistency: opts.consistency })
+        Ok(QueryResult { answer, known_leader, last_contact_ms: self.last_contact_ms(), consistency: opts.consistency })
     }
 
     async fn block<V>(

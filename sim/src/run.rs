@@ -19,7 +19,7 @@ use openraft::ServerState;
 
 use crate::check::{self, Applied, IndexEvent, LeaderObserved, Verdict, Violation, WriteAfterHeal};
 use crate::check::{LivenessBounds, LivenessObservations};
-use crate::scenario::{Checker, Nemesis, Plant, Scenario};
+use crate::scenario::{Bootstrap, Checker, Nemesis, Plant, Scenario};
 use crate::workload::kv::KvRun;
 use crate::workload::lock::LockRun;
 use crate::workload::service::ServiceRun;
@@ -213,7 +213,12 @@ async fn run(scenario: Scenario) -> RunReport {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let now = move || start.elapsed();
     let servers = scenario.topology.servers as usize;
-    let options = ClusterOptions { timing: RaftTiming::default(), planted: planted(&scenario), ..Default::default() };
+    let options = ClusterOptions {
+        timing: RaftTiming::default(),
+        planted: planted(&scenario),
+        bootstrap_expect: scenario.topology.bootstrap == Bootstrap::Expect,
+        ..Default::default()
+    };
     let cluster = Cluster::start_with(servers, options);
     let mut trace: Vec<String> = Vec::new();
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use sim::scenario::{
-    Checker, ErrorKind, Fault, FaultKind, Nemesis, Partition, Plant, Scenario, ScenarioError, Target, Tier,
+    Bootstrap, Checker, ErrorKind, Fault, FaultKind, Nemesis, Partition, Plant, Scenario, ScenarioError, Target, Tier,
 };
 
 /// A valid fast-tier scenario; each malformed case below changes one thing in it. Line numbers
@@ -168,7 +168,7 @@ fn unknown_key_names_line_and_field() {
     assert_eq!(e.kind, ErrorKind::Schema);
     assert_eq!(
         e.to_string(),
-        "scenarios/fast/x.toml:6:1: topology.servres: unknown field `servres`, expected `servers`"
+        "scenarios/fast/x.toml:6:1: topology.servres: unknown field `servres`, expected `servers` or `bootstrap`"
     );
 }
 
@@ -513,4 +513,14 @@ fn readme_examples_are_valid() {
     let negative = format!("{scheduled}\n{}", blocks[2]);
     let scenario = Scenario::from_str(&negative, "scenarios/negative/kv-partition.toml").expect("README plant");
     assert_eq!(scenario.plant.map(|p| p.bug), Some(Plant::AckBeforeSync));
+}
+
+#[test]
+fn topology_bootstrap_is_static_or_expect() {
+    let parse = |text: &str| Scenario::from_str(text, FAST).unwrap();
+    assert_eq!(parse(BASE).topology.bootstrap, Bootstrap::Static);
+    let expect = parse(&edit("servers = 3", "servers = 3\nbootstrap = \"expect\""));
+    assert_eq!(expect.topology.bootstrap, Bootstrap::Expect);
+    let e = reject(&edit("servers = 3", "servers = 3\nbootstrap = \"magic\""), FAST);
+    assert!(e.to_string().contains("topology.bootstrap: must be \"static\" or \"expect\""), "{e}");
 }

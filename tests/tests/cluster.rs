@@ -410,6 +410,9 @@ fn without_a_quorum_requests_fail_with_no_cluster_leader_and_stale_reads_still_a
     assert!(wait_until(Duration::from_secs(10), || {
         c.servers[survivor].try_request("GET", "/v1/kv/q?stale&raw", None).is_ok_and(|r| r.text() == "kept")
     }));
+    let r = c.servers[survivor].get("/v1/kv/q?stale");
+    let last_contact: u64 = r.header("X-Consul-LastContact").unwrap().parse().unwrap();
+    assert!(last_contact < 5_000, "a follower hears from its leader every heartbeat: {last_contact} ms");
     for i in 0..3 {
         if i != survivor {
             c.servers[i].kill9();
@@ -426,6 +429,8 @@ fn without_a_quorum_requests_fail_with_no_cluster_leader_and_stale_reads_still_a
     let r = c.servers[survivor].try_request("GET", "/v1/kv/q?stale&raw", None).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "kept"), "stale reads answer without a leader");
     assert_eq!(r.header("X-Consul-KnownLeader"), Some("false"));
+    let last_contact: u64 = r.header("X-Consul-LastContact").unwrap().parse().unwrap();
+    assert!(last_contact >= 5_000, "LastContact counts the time since the leader was heard: {last_contact} ms");
 }
 
 /// Bytes of every file under `dir`.

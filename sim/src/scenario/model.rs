@@ -107,6 +107,19 @@ impl Tier {
 pub struct Topology {
     /// Voters: 1, 3 or 5.
     pub servers: u32,
+    /// How the cluster forms.
+    pub bootstrap: Bootstrap,
+}
+
+/// How a scenario's cluster forms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Every server starts with the full voter set (the cluster exists from the first instant).
+    #[default]
+    Static,
+    /// Every server starts empty and runs the agent's join loop with `bootstrap_expect` =
+    /// `servers`, saying hello to all the others: the cluster forms under the faults.
+    Expect,
 }
 
 /// The clock error every server carries for the whole run (not healed by the liveness phase):

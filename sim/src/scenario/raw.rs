@@ -29,6 +29,7 @@ pub(crate) struct RawScenario {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTopology {
     pub servers: u32,
+    pub bootstrap: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

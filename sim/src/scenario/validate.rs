@@ -138,7 +138,14 @@ fn topology(ctx: &Ctx<'_>, raw: &RawTopology) -> Result<Topology> {
     ctx.ensure(matches!(servers, 1 | 3 | 5), "topology.servers", || {
         format!("must be 1, 3 or 5 voters (got {servers}); an even count adds no fault tolerance")
     })?;
-    Ok(Topology { servers })
+    let bootstrap = match raw.bootstrap.as_deref() {
+        None | Some("static") => Bootstrap::Static,
+        Some("expect") => Bootstrap::Expect,
+        Some(other) => {
+            return Err(ctx.invalid("topology.bootstrap", format!("must be \"static\" or \"expect\" (got {other:?})")));
+        }
+    };
+    Ok(Topology { servers, bootstrap })
 }
 
 fn clocks(ctx: &Ctx<'_>, raw: Option<&RawClocks>) -> Result<Clocks> {

@@ -167,11 +167,19 @@ pub struct ClusterOptions {
     pub planted: Planted,
     /// Log segments roll at this size: small, so that runs roll, purge and recover many.
     pub segment_max_bytes: u64,
+    /// Servers start empty and form the cluster with the agent's join loop
+    /// (`bootstrap_expect` = the server count), instead of starting with the voter set.
+    pub bootstrap_expect: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { timing: RaftTiming::default(), planted: Planted::default(), segment_max_bytes: 16 * 1024 }
+        ClusterOptions {
+            timing: RaftTiming::default(),
+            planted: Planted::default(),
+            segment_max_bytes: 16 * 1024,
+            bootstrap_expect: false,
+        }
     }
 }
 
@@ -216,6 +224,7 @@ impl Cluster {
                 raft_config: raft_config.clone(),
                 planted: options.planted,
                 segment_max_bytes: options.segment_max_bytes,
+                bootstrap_expect: options.bootstrap_expect.then_some(n as u32),
             };
             let durable = Durable::default();
             let (d, o) = (durable.clone(), observer.clone());

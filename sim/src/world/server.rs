@@ -34,6 +34,9 @@ pub struct ServerSpec {
     pub planted: Planted,
     /// Log segments roll at this size (small, so runs roll and purge segments).
     pub segment_max_bytes: u64,
+    /// `Some(n)`: start empty and form the cluster with the agent's join loop, expecting `n`
+    /// servers (the other members are the join addresses); `None`: start with `members`.
+    pub bootstrap_expect: Option<u32>,
 }
 
 /// The simulator's Raft log: the production segment log on the simulated disk.
@@ -79,9 +82,11 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
             unreachable!("a pending future never completes");
         }
     };
-    // Every server bootstraps with the same voter set; one that already has a log refuses,
-    // which is what a restarted server must do.
-    let _ = raft.initialize(spec.members.clone()).await;
+    if spec.bootstrap_expect.is_none() {
+        // Every server bootstraps with the same voter set; one that already has a log
+        // refuses, which is what a restarted server must do.
+        let _ = raft.initialize(spec.members.clone()).await;
+    }
 
     let ip = spec.addr.ip().to_string();
     let node = Node {
@@ -103,12 +108,17 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         RpcTransport(SimWire { endpoint: endpoint.clone() }),
     );
     madsim::task::spawn(server.clone().run_duties());
+    if let Some(expect) = spec.bootstrap_expect {
+        let join = spec.members.values().filter(|m| m.name != spec.name).cloned().collect();
+        let wire = SimWire { endpoint: endpoint.clone() };
+        madsim::task::spawn(legate_runtime::join::join_loop(server.clone(), wire, expect, join));
+    }
     observer.started(spec.raft_id, server.clone(), log);
 
+    let expect = spec.bootstrap_expect.unwrap_or(0);
     endpoint.add_rpc_handler(move |Envelope(rpc)| {
         let server = server.clone();
-        // Simulated servers start bootstrapped: they never wait for others.
-        async move { ReplyEnvelope(dispatch(&server, rpc, 0).await) }
+        async move { ReplyEnvelope(dispatch(&server, rpc, expect).await) }
     });
     futures::future::pending::<()>().await;
 }
