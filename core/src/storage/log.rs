@@ -40,7 +40,10 @@ impl Default for LogOptions {
 ///
 /// Entries after the purge point are also held in memory, for reads. Every write is durable
 /// before it is reported: `append` syncs before it calls `io_completed`, `save_vote`,
-/// `save_committed`, `truncate_after` and `purge` before they return. After any I/O error the
+/// `save_committed`, `truncate_after` and `purge` before they return. The committed log id is
+/// synced eagerly too, although Raft's safety does not need it: recovered lazily, it would let a
+/// restarted server serve reads older than ones it served before the crash (openraft documents
+/// the hazard; the simulator's `kv-partition` seed 2 and `locks` seeds 1 and 4 catch it). After any I/O error the
 /// store refuses every further call (an fsync error cannot be retried): restart and reopen.
 ///
 /// Clones share the same log (openraft's log reader is a clone).
