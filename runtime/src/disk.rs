@@ -19,6 +19,16 @@ pub struct FsDisk {
     appender: Option<(String, File)>,
 }
 
+/// Runs a blocking call (an fsync). On tokio's multi-threaded runtime the worker hands its
+/// other tasks to the rest of the pool first, so an fsync never stalls the network or the
+/// Raft core queued behind it; elsewhere (tests on a current-thread runtime) it just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Clone for FsDisk {
     /// Another handle on the same directory (without the cached append handle).
     fn clone(&self) -> Self {
@@ -95,8 +105,11 @@ impl Disk for FsDisk {
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
         match &self.appender {
-            Some((n, file)) if n == name => file.sync_all(),
-            _ => File::open(self.path(name)?)?.sync_all(),
+            Some((n, file)) if n == name => blocking(|| file.sync_all()),
+            _ => {
+                let file = File::open(self.path(name)?)?;
+                blocking(|| file.sync_all())
+            }
         }
     }
 
@@ -126,7 +139,8 @@ impl Disk for FsDisk {
 
     fn sync_dir(&mut self) -> io::Result<()> {
         if cfg!(unix) {
-            File::open(&self.dir)?.sync_all()?;
+            let dir = File::open(&self.dir)?;
+            blocking(|| dir.sync_all())?;
         }
         Ok(())
     }
