@@ -118,10 +118,7 @@ impl<W: Wire> Forwarder<W> {
     }
 }
 
-fn unexpected<E>(what: &str, answer: ServerResponse) -> Result<E, WriteError>
-where
-    E: Sized,
-{
+fn unexpected<T>(what: &str, answer: ServerResponse) -> Result<T, WriteError> {
     Err(WriteError::Internal(format!("unexpected answer to {what}: {answer:?}")))
 }
 

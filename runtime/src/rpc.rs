@@ -194,6 +194,15 @@ impl<W: Wire> RpcPeer<W> {
     async fn call(&self, rpc: Rpc<W::C>, timeout: Duration) -> Result<RpcReply<W::C>, Unreachable<W::C>> {
         self.wire.call(&self.target, rpc, timeout).await.map_err(unreachable)
     }
+
+    /// A vote or pre-vote (both answered with a vote reply).
+    async fn vote_call(&self, rpc: Rpc<W::C>, option: RPCOption) -> Result<VoteResponse<W::C>, RPCError<W::C>> {
+        match self.call(rpc, option.soft_ttl()).await? {
+            RpcReply::Vote(Ok(r)) => Ok(r),
+            RpcReply::Vote(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
+            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
+        }
+    }
 }
 
 impl<W: Wire> RaftNetworkV2<W::C> for RpcPeer<W>
@@ -215,11 +224,7 @@ where
     }
 
     async fn vote(&mut self, rpc: VoteRequest<W::C>, option: RPCOption) -> Result<VoteResponse<W::C>, RPCError<W::C>> {
-        match self.call(Rpc::Vote(rpc), option.soft_ttl()).await? {
-            RpcReply::Vote(Ok(r)) => Ok(r),
-            RpcReply::Vote(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
-            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
-        }
+        self.vote_call(Rpc::Vote(rpc), option).await
     }
 
     async fn pre_vote(
@@ -227,11 +232,7 @@ where
         rpc: VoteRequest<W::C>,
         option: RPCOption,
     ) -> Result<VoteResponse<W::C>, RPCError<W::C>> {
-        match self.call(Rpc::PreVote(rpc), option.soft_ttl()).await? {
-            RpcReply::Vote(Ok(r)) => Ok(r),
-            RpcReply::Vote(Err(e)) => Err(RPCError::Unreachable(unreachable(e))),
-            _ => Err(RPCError::Unreachable(unreachable("mismatched reply"))),
-        }
+        self.vote_call(Rpc::PreVote(rpc), option).await
     }
 
     async fn full_snapshot(

@@ -496,21 +496,22 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
             return ServerResponse::NotLeader;
         }
         match request {
-            ServerRequest::Write(command) => match self.write_local(command.clone()).await {
-                Ok(r) => {
-                    if matches!(command, Command::Restore(_)) && r == Response::Done {
-                        // The sessions were replaced: their TTL timers restart from the
-                        // restored set, as on a leader change.
-                        let now = self.inner.clock.mono_ms();
-                        let sessions: Vec<Session> = self.inner.store.read(|c| c.sessions().cloned().collect());
-                        self.lock_duties().handle_became_leader(now, &sessions);
-                        self.kick_duties();
+            ServerRequest::Write(command) => {
+                let restore = matches!(command, Command::Restore(_));
+                match self.write_local(command).await {
+                    Ok(r) => {
+                        if restore && r == Response::Done {
+                            // The sessions were replaced: their TTL timers restart from the
+                            // restored set, as on a leader change.
+                            self.restart_duties();
+                            self.kick_duties();
+                        }
+                        ServerResponse::Written(r)
                     }
-                    ServerResponse::Written(r)
+                    Err(None) => ServerResponse::NotLeader,
+                    Err(Some(e)) => ServerResponse::WriteFailed(e),
                 }
-                Err(None) => ServerResponse::NotLeader,
-                Err(Some(e)) => ServerResponse::WriteFailed(e),
-            },
+            }
             ServerRequest::CreateSession(session) => self.create_session_local(session).await,
             ServerRequest::RenewSession(id) => self.renew_session_local(&id),
             ServerRequest::Read { opts, query } => match self.read_local(&opts, &query).await {
@@ -668,6 +669,14 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
         self.inner.duties.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Starts the leader's duties afresh: every session's TTL timer from now, and its own
+    /// registration again (on becoming leader, and after a restore replaced the sessions).
+    fn restart_duties(&self) {
+        let now = self.inner.clock.mono_ms();
+        let sessions: Vec<Session> = self.inner.store.read(|c| c.sessions().cloned().collect());
+        self.lock_duties().handle_became_leader(now, &sessions);
+    }
+
     fn kick_duties(&self) {
         let _ = self.inner.duties_kick.lock().unwrap_or_else(|p| p.into_inner()).try_send(());
     }
@@ -685,9 +694,7 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
             if leading && !was_leader {
                 // Apply everything committed before reading the sessions whose timers restart.
                 if self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.is_ok() {
-                    let now = self.inner.clock.mono_ms();
-                    let sessions: Vec<Session> = self.inner.store.read(|c| c.sessions().cloned().collect());
-                    self.lock_duties().handle_became_leader(now, &sessions);
+                    self.restart_duties();
                     was_leader = true;
                 }
             } else if !leading && was_leader {

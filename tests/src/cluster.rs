@@ -122,6 +122,18 @@ impl Drop for Proc {
     }
 }
 
+/// The arguments every agent of a test cluster takes: its name, loopback, its ports (DNS
+/// off) and its data dir under `dir`.
+fn base_args(name: &str, dir: &std::path::Path, http: u16, rpc_port: u16) -> Vec<String> {
+    let data_dir = dir.join(name).display().to_string();
+    let (http, rpc_port) = (http.to_string(), rpc_port.to_string());
+    ["-node", name, "-bind", "127.0.0.1", "-http-port", &http, "-server-port", &rpc_port, "-dns-port", "-1"]
+        .into_iter()
+        .chain(["-data-dir", &data_dir])
+        .map(str::to_string)
+        .collect()
+}
+
 /// Servers (and client agents) on loopback, in one temp dir.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -145,28 +157,8 @@ impl Cluster {
         let mut servers = Vec::new();
         for (i, [http, rpc_port]) in ports.iter().enumerate() {
             let name = format!("s{}", i + 1);
-            let mut args: Vec<String> = [
-                "-server",
-                "-bootstrap-expect",
-                &n.to_string(),
-                "-node",
-                &name,
-                "-bind",
-                "127.0.0.1",
-                "-http-port",
-                &http.to_string(),
-                "-server-port",
-                &rpc_port.to_string(),
-                "-dns-port",
-                "-1",
-                "-raft-multiplier",
-                "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.push("-data-dir".into());
-            args.push(dir.join(&name).display().to_string());
+            let mut args = base_args(&name, &dir, *http, *rpc_port);
+            args.extend(["-server", "-bootstrap-expect", &n.to_string(), "-raft-multiplier", "1"].map(String::from));
             for (j, addr) in rpc.iter().enumerate() {
                 if j != i {
                     args.push("-retry-join".into());
@@ -210,29 +202,8 @@ impl Cluster {
     pub fn start_foreign_server(&self, dc: &str, join: &str) -> Proc {
         let [http, rpc_port] = free_ports::<2>();
         let name = format!("foreign-{dc}");
-        let args: Vec<String> = [
-            "-server",
-            "-bootstrap-expect",
-            "2",
-            "-datacenter",
-            dc,
-            "-node",
-            &name,
-            "-bind",
-            "127.0.0.1",
-            "-http-port",
-            &http.to_string(),
-            "-server-port",
-            &rpc_port.to_string(),
-            "-dns-port",
-            "-1",
-            "-retry-join",
-            join,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["-data-dir".to_string(), self.dir.join(&name).display().to_string()])
-        .collect();
+        let mut args = base_args(&name, &self.dir, http, rpc_port);
+        args.extend(["-server", "-bootstrap-expect", "2", "-datacenter", dc, "-retry-join", join].map(String::from));
         let mut p = Proc::new(&name, &self.dir, args, http, rpc_port);
         p.start();
         p
@@ -242,20 +213,7 @@ impl Cluster {
     pub fn start_client(&mut self, join: &[usize]) -> usize {
         let [http, rpc_port] = free_ports::<2>();
         let name = format!("c{}", self.clients.len() + 1);
-        let mut args: Vec<String> = vec![
-            "-node".into(),
-            name.clone(),
-            "-bind".into(),
-            "127.0.0.1".into(),
-            "-http-port".into(),
-            http.to_string(),
-            "-server-port".into(),
-            rpc_port.to_string(),
-            "-dns-port".into(),
-            "-1".into(),
-            "-data-dir".into(),
-            self.dir.join(&name).display().to_string(),
-        ];
+        let mut args = base_args(&name, &self.dir, http, rpc_port);
         for &i in join {
             args.push("-retry-join".into());
             args.push(self.servers[i].rpc_addr());

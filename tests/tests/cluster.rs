@@ -36,21 +36,9 @@ fn read_all(c: &Cluster, server: usize, prefix: &str, consistency: &str) -> Opti
 }
 
 fn decode_b64(s: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    String::from_utf8(out).expect("utf-8 value")
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).expect("base64");
+    String::from_utf8(bytes).expect("utf-8 value")
 }
 
 /// Writers that PUT distinct keys to the servers' HTTP APIs (moving to the next server on a

@@ -2,7 +2,7 @@
 
 use legate_core::catalog::CatalogSnapshot;
 
-use super::{client_options, parse};
+use super::{client_options, parse, Client};
 
 const USAGE: &str = "Usage: legate snapshot <subcommand> [options] FILE
 
@@ -32,9 +32,11 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn file_arg(free: &[String], usage: &str) -> Result<String, i32> {
-    match free {
-        [file] => Ok(file.clone()),
+/// Parses a subcommand's flags and its one FILE argument.
+fn file_command(args: &[String], usage: &str) -> Result<(String, Client), i32> {
+    let (m, client) = parse(&client_options(), args, usage)?;
+    match &m.free[..] {
+        [file] => Ok((file.clone(), client)),
         _ => {
             eprintln!("Error: exactly one FILE argument is required\n\n{usage}");
             Err(1)
@@ -43,13 +45,8 @@ fn file_arg(free: &[String], usage: &str) -> Result<String, i32> {
 }
 
 fn save(args: &[String]) -> i32 {
-    let usage = "Usage: legate snapshot save [options] FILE";
-    let (m, client) = match parse(&client_options(), args, usage) {
+    let (file, client) = match file_command(args, "Usage: legate snapshot save [options] FILE") {
         Ok(v) => v,
-        Err(code) => return code,
-    };
-    let file = match file_arg(&m.free, usage) {
-        Ok(f) => f,
         Err(code) => return code,
     };
     let archive = match client.call("GET", "/v1/snapshot", &[], None) {
@@ -82,13 +79,8 @@ fn save(args: &[String]) -> i32 {
 }
 
 fn restore(args: &[String]) -> i32 {
-    let usage = "Usage: legate snapshot restore [options] FILE";
-    let (m, client) = match parse(&client_options(), args, usage) {
+    let (file, client) = match file_command(args, "Usage: legate snapshot restore [options] FILE") {
         Ok(v) => v,
-        Err(code) => return code,
-    };
-    let file = match file_arg(&m.free, usage) {
-        Ok(f) => f,
         Err(code) => return code,
     };
     let archive = match std::fs::read(&file) {
@@ -115,13 +107,8 @@ fn restore(args: &[String]) -> i32 {
 }
 
 fn inspect(args: &[String]) -> i32 {
-    let usage = "Usage: legate snapshot inspect FILE";
-    let m = match parse(&client_options(), args, usage) {
-        Ok((m, _)) => m,
-        Err(code) => return code,
-    };
-    let file = match file_arg(&m.free, usage) {
-        Ok(f) => f,
+    let (file, _) = match file_command(args, "Usage: legate snapshot inspect FILE") {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let snapshot = match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| CatalogSnapshot::from_archive(&b))
