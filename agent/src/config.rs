@@ -10,6 +10,8 @@ use getopts::{Options, ParsingStyle};
 use serde::Deserialize;
 use serde_json::Value;
 
+use legate_core::dns::DnsConfig;
+
 use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
 use crate::http::json;
 
@@ -48,6 +50,20 @@ pub struct AgentConfig {
     pub raft_trailing_logs: u64,
     /// Size at which a Raft log segment file rolls (a Legate setting; Consul has none).
     pub raft_log_segment_bytes: u64,
+    /// The DNS interface's settings (`domain`, `recursors`, `dns_config`).
+    pub dns: DnsConfig,
+    /// How long an output-only change of a check may wait before it is synced to the
+    /// catalog (`check_update_interval`; Consul's 5 min). 0 syncs every change at once.
+    pub check_update_interval_ms: u64,
+    /// The files and directories the config came from, for `legate reload`.
+    pub config_sources: Vec<ConfigSource>,
+}
+
+/// Where config was read from, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Dir(PathBuf),
 }
 
 impl AgentConfig {
@@ -86,6 +102,22 @@ struct FileConfig {
     services: Option<Vec<Value>>,
     check: Option<Value>,
     checks: Option<Vec<Value>>,
+    domain: Option<String>,
+    recursors: Option<Vec<String>>,
+    dnsconfig: Option<DnsFileConfig>,
+    checkupdateinterval: Option<String>,
+}
+
+/// The `dns_config` block of a config file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct DnsFileConfig {
+    allowstale: Option<bool>,
+    maxstale: Option<String>,
+    nodettl: Option<String>,
+    servicettl: Option<BTreeMap<String, String>>,
+    onlypassing: Option<bool>,
+    udpanswerlimit: Option<usize>,
 }
 
 const KNOWN_FILE_KEYS: &[&str] = &[
@@ -113,6 +145,10 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "services",
     "check",
     "checks",
+    "domain",
+    "recursors",
+    "dnsconfig",
+    "checkupdateinterval",
 ];
 
 /// The `performance` block of a config file.
@@ -145,6 +181,8 @@ fn agent_options() -> Options {
     o.optmulti("", "config-dir", "A directory of JSON config files to load (repeatable).", "DIR");
     o.optmulti("", "join", "Address of an agent to join at start (repeatable).", "ADDR");
     o.optmulti("", "retry-join", "Address of an agent to join, retrying (repeatable).", "ADDR");
+    o.optopt("", "domain", "DNS domain to serve (default consul.).", "DOMAIN");
+    o.optmulti("", "recursor", "Upstream DNS server for names outside the domain (repeatable).", "ADDR");
     o.optmulti("", "node-meta", "key:value metadata of this node (repeatable).", "KEY:VALUE");
     o.optflag("", "enable-script-checks", "Allow script checks.");
     o.optflag("", "enable-local-script-checks", "Allow script checks from local config files.");
@@ -198,14 +236,15 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         raft_snapshot_threshold: legate_runtime::boot::SNAPSHOT_THRESHOLD,
         raft_trailing_logs: legate_runtime::boot::TRAILING_LOGS,
         raft_log_segment_bytes: legate_core::limits::LOG_SEGMENT_MAX_BYTES,
+        dns: DnsConfig::default(),
+        check_update_interval_ms: CHECK_UPDATE_INTERVAL_DEFAULT_MS,
+        config_sources: Vec::new(),
     };
     let mut advertise_set = false;
 
-    let mut files: Vec<PathBuf> = m.opt_strs("config-file").into_iter().map(PathBuf::from).collect();
-    for dir in m.opt_strs("config-dir") {
-        files.extend(json_files_in(Path::new(&dir))?);
-    }
-    for file in files {
+    cfg.config_sources = m.opt_strs("config-file").into_iter().map(|f| ConfigSource::File(f.into())).collect();
+    cfg.config_sources.extend(m.opt_strs("config-dir").into_iter().map(|d| ConfigSource::Dir(d.into())));
+    for file in source_files(&cfg.config_sources)? {
         advertise_set |= apply_file(&mut cfg, &file)?;
     }
 
@@ -268,12 +307,18 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         let (k, v) = pair.split_once(':').ok_or_else(|| format!("invalid -node-meta {pair:?}: want key:value"))?;
         cfg.node_meta.insert(k.to_string(), v.to_string());
     }
+    if let Some(v) = m.opt_str("domain") {
+        cfg.dns.domain = v;
+    }
+    cfg.dns.recursors.extend(m.opt_strs("recursor"));
     cfg.retry_join.extend(m.opt_strs("join"));
     cfg.retry_join.extend(m.opt_strs("retry-join"));
 
     if !advertise_set && !cfg.bind_addr.is_unspecified() {
         cfg.advertise_addr = cfg.bind_addr;
     }
+    cfg.dns.datacenter = cfg.datacenter.clone();
+    cfg.dns.domain = dns_domain(&cfg.dns.domain)?;
     validate(&cfg)?;
     Ok(Some(cfg))
 }
@@ -332,6 +377,35 @@ fn port_of(n: i64, what: &str) -> Result<Option<u16>, String> {
         0..=65535 => Ok(Some(n as u16)),
         _ => Err(format!("invalid {what} {n}: want 0-65535, or -1 to disable")),
     }
+}
+
+/// Consul's default `check_update_interval`.
+pub const CHECK_UPDATE_INTERVAL_DEFAULT_MS: u64 = 5 * 60_000;
+
+/// A domain as the DNS server matches it: lower case, one trailing dot, valid labels.
+fn dns_domain(v: &str) -> Result<String, String> {
+    let trimmed = v.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !trimmed.is_empty()
+        && trimmed.len() < 254
+        && trimmed.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !ok {
+        return Err(format!("invalid domain {v:?}: want DNS labels such as consul."));
+    }
+    Ok(format!("{trimmed}."))
+}
+
+/// The config files of `sources`, in load order (a directory's `.json` files by name).
+pub fn source_files(sources: &[ConfigSource]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for source in sources {
+        match source {
+            ConfigSource::File(f) => files.push(f.clone()),
+            ConfigSource::Dir(d) => files.extend(json_files_in(d)?),
+        }
+    }
+    Ok(files)
 }
 
 fn json_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
@@ -429,6 +503,19 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     if let Some(v) = f.retryjoin {
         cfg.retry_join.extend(v);
     }
+    if let Some(v) = f.domain {
+        cfg.dns.domain = v;
+    }
+    if let Some(v) = f.recursors {
+        cfg.dns.recursors.extend(v);
+    }
+    if let Some(d) = f.dnsconfig {
+        apply_dns(&mut cfg.dns, d)?;
+    }
+    if let Some(v) = f.checkupdateinterval {
+        cfg.check_update_interval_ms =
+            legate_core::duration::parse_ms(&v).map_err(|e| format!("check_update_interval: {e}"))?;
+    }
     for svc in f.service.into_iter().chain(f.services.unwrap_or_default()) {
         cfg.services.push(json::decode_value(svc).map_err(|e| format!("service: {}", e.message))?);
     }
@@ -436,6 +523,35 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
         cfg.checks.push(json::decode_value(check).map_err(|e| format!("check: {}", e.message))?);
     }
     Ok(advertise_set)
+}
+
+fn apply_dns(dns: &mut DnsConfig, d: DnsFileConfig) -> Result<(), String> {
+    let seconds = |v: &str, what: &str| -> Result<u32, String> {
+        let ms = legate_core::duration::parse_ms(v).map_err(|e| format!("dns_config.{what}: {e}"))?;
+        u32::try_from(ms / 1000).map_err(|_| format!("dns_config.{what}: too long"))
+    };
+    if let Some(v) = d.allowstale {
+        dns.allow_stale = v;
+    }
+    if let Some(v) = d.maxstale {
+        dns.max_stale_ms = legate_core::duration::parse_ms(&v).map_err(|e| format!("dns_config.max_stale: {e}"))?;
+    }
+    if let Some(v) = d.nodettl {
+        dns.node_ttl_s = seconds(&v, "node_ttl")?;
+    }
+    for (service, ttl) in d.servicettl.unwrap_or_default() {
+        dns.service_ttl_s.insert(service.to_ascii_lowercase(), seconds(&ttl, "service_ttl")?);
+    }
+    if let Some(v) = d.onlypassing {
+        dns.only_passing = v;
+    }
+    if let Some(v) = d.udpanswerlimit {
+        if v == 0 {
+            return Err("dns_config.udp_answer_limit must be at least 1".into());
+        }
+        dns.udp_answer_limit = Some(v);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

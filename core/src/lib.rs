@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod dns;
 pub mod duration;
 pub mod leader;
 pub mod limits;

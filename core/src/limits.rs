@@ -52,6 +52,12 @@ pub const WATCHERS_MAX: usize = 1_000_000;
 /// Most check output kept (Consul's `OutputMaxSize` default).
 pub const CHECK_OUTPUT_SIZE_MAX_BYTES: usize = 4 * 1024;
 
+/// A script check's timeout unless its definition sets one (Consul's 30 s).
+pub const CHECK_SCRIPT_TIMEOUT_DEFAULT_MS: u64 = 30_000;
+
+/// An HTTP or TCP check's timeout unless its definition sets one (Consul's 10 s).
+pub const CHECK_NETWORK_TIMEOUT_DEFAULT_MS: u64 = 10_000;
+
 /// Most services or checks one registration may carry.
 pub const REGISTRATION_CHECKS_MAX: usize = 256;
 

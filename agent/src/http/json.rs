@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::HttpError;
 
 /// Keys (normalised) whose object values are user maps: their own keys are kept verbatim.
-const USER_MAPS: &[&str] = &["meta", "nodemeta", "servicemeta", "taggedaddresses", "header"];
+const USER_MAPS: &[&str] = &["meta", "nodemeta", "servicemeta", "taggedaddresses", "header", "servicettl"];
 
 /// Lower-cases a key and drops underscores and dashes.
 pub fn normalise_key(key: &str) -> String {

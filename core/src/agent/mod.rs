@@ -10,6 +10,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+pub mod run;
+pub use run::{CheckKind, CheckResult, CheckRun};
+
 use crate::catalog::{Command, Deregistration, HealthCheck, Node, Registration, Service, Status};
 use crate::limits;
 
