@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use legate_core::agent::CheckSpec;
+use legate_core::agent::{CheckSpec, Thresholds};
 use legate_core::catalog::{CheckDefinition, HealthCheck, Service, ServiceAddress, Status, Weights};
 use serde::Deserialize;
 
@@ -261,7 +261,12 @@ impl CheckDef {
             },
             ..Default::default()
         };
-        Ok(CheckSpec { check, ttl_ms: d.ttl.map(|ns| (ns / 1_000_000).max(1)) })
+        Ok(CheckSpec {
+            check,
+            ttl_ms: d.ttl.map(|ns| (ns / 1_000_000).max(1)),
+            thresholds: Thresholds::new(d.successbeforepassing, d.failuresbeforewarning, d.failuresbeforecritical),
+            output_max_bytes: d.outputmaxsize.filter(|n| *n > 0).map(|n| n as usize),
+        })
     }
 }
 

@@ -52,6 +52,10 @@ pub const WATCHERS_MAX: usize = 1_000_000;
 /// Most check output kept (Consul's `OutputMaxSize` default).
 pub const CHECK_OUTPUT_SIZE_MAX_BYTES: usize = 4 * 1024;
 
+/// The most a check's `OutputMaxSize` may raise its output to; every output is stored in
+/// the replicated catalog.
+pub const CHECK_OUTPUT_SIZE_LIMIT_BYTES: usize = 64 * 1024;
+
 /// A script check's timeout unless its definition sets one (Consul's 30 s).
 pub const CHECK_SCRIPT_TIMEOUT_DEFAULT_MS: u64 = 30_000;
 

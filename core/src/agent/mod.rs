@@ -1,35 +1,98 @@
-//! The local agent's own services and checks, and the TTL timers of its TTL checks.
+//! The local agent's own services and checks: when its checks run, what their runs mean,
+//! and what the catalog must be told.
 //!
-//! The agent is authoritative for what it registered: every change it makes to its local
-//! state is emitted as [`AgentOutput::Sync`] — the catalog command that mirrors it — for the
-//! driver to propose. Only status or output changes are synced; a TTL check renewed with the
-//! same status and output sends nothing.
+//! The agent is authoritative for what it registered. Its outputs are plain data:
+//! [`AgentOutput::Sync`] (propose this catalog command), [`AgentOutput::Run`] (run this check,
+//! then report with [`LocalAgent::handle_check_result`]) and [`AgentOutput::FullSync`] (read
+//! the catalog's view of this node and hand it to [`LocalAgent::handle_catalog_view`]).
+//!
+//! Anti-entropy, as in Consul: a status change is synced at once (edge-triggered); a change
+//! of output alone waits up to `check_update_interval`; a full sync every `sync_interval`
+//! (scaled with the cluster's size, staggered) repairs any drift. A healthy steady state
+//! sends nothing.
 //!
 //! Drain contract: after any `handle_*`/mutating call, drain [`LocalAgent::poll_output`] until
-//! `None`, and arm a timer for [`LocalAgent::poll_timeout`].
+//! `None`, and arm a timer for [`LocalAgent::poll_timeout`]. A spurious `handle_timeout` is a
+//! no-op.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub mod run;
-pub use run::{CheckKind, CheckResult, CheckRun};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::catalog::{Command, Deregistration, HealthCheck, Node, Registration, Service, Status};
 use crate::limits;
 
-/// A check as the agent holds it: the catalog record plus how it is kept alive.
+pub mod run;
+pub mod status;
+pub mod sync;
+pub use run::{CheckKind, CheckResult, CheckRun};
+pub use status::Thresholds;
+pub use sync::CatalogView;
+
+/// The check ID of node maintenance mode (Consul's).
+pub const NODE_MAINTENANCE_CHECK: &str = "_node_maintenance";
+
+/// The check ID prefix of a service's maintenance mode (Consul's).
+pub const SERVICE_MAINTENANCE_PREFIX: &str = "_service_maintenance:";
+
+/// The agent's timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// Seeds the staggering of check runs and syncs.
+    pub seed: u64,
+    /// How long an output-only change may wait before it is synced (Consul's
+    /// `check_update_interval`); 0 syncs it at once.
+    pub check_update_interval_ms: u64,
+    /// The full anti-entropy sync's period before scaling and stagger (Consul's 1 min).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings { seed: 0, check_update_interval_ms: 5 * 60_000, sync_interval_ms: 60_000 }
+    }
+}
+
+/// A check as the agent holds it: the catalog record plus how it is kept up to date.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalCheck {
     pub check: HealthCheck,
     /// TTL checks go critical when not updated within this many ms.
     pub ttl_ms: Option<u64>,
     ttl_deadline_ms: Option<u64>,
+    /// How a script, HTTP or TCP check is run, and when next.
+    plan: Option<RunPlan>,
+    thresholds: Thresholds,
+    /// An output-only change waits until then to be synced.
+    output_sync_at_ms: Option<u64>,
+    /// While critical: since when.
+    critical_since_ms: Option<u64>,
+    /// Deregister the check's service after it has been critical this long.
+    deregister_after_ms: Option<u64>,
+    /// Output beyond this is cut (`OutputMaxSize`).
+    output_max_bytes: usize,
 }
 
-/// A check to register: the record (ID and name may be empty, to be defaulted) and its TTL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RunPlan {
+    kind: CheckKind,
+    interval_ms: u64,
+    timeout_ms: u64,
+    output_max_bytes: usize,
+    /// `None` while a run is in flight.
+    next_run_ms: Option<u64>,
+}
+
+/// A check to register: the record (ID and name may be empty, to be defaulted), its TTL or
+/// how it runs, and its thresholds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckSpec {
     pub check: HealthCheck,
     pub ttl_ms: Option<u64>,
+    pub thresholds: Thresholds,
+    /// `OutputMaxSize`; `None` for the 4 KiB default.
+    pub output_max_bytes: Option<usize>,
 }
 
 /// What the driver must do.
@@ -37,6 +100,12 @@ pub struct CheckSpec {
 pub enum AgentOutput {
     /// Propose this catalog command so the catalog mirrors the agent's state.
     Sync(Command),
+    /// Run this check and report the result with this token through
+    /// [`LocalAgent::handle_check_result`]. The check is not run again until then.
+    Run { token: u64, run: CheckRun },
+    /// Read the catalog's view of this node (its record, services and checks) and hand it to
+    /// [`LocalAgent::handle_catalog_view`].
+    FullSync,
 }
 
 /// Why a local change was refused. Texts are Consul's.
@@ -54,16 +123,40 @@ pub enum AgentError {
 #[derive(Debug)]
 pub struct LocalAgent {
     node: Node,
+    settings: AgentSettings,
+    rng: ChaCha8Rng,
     services: BTreeMap<String, Service>,
     checks: BTreeMap<String, LocalCheck>,
+    /// Runs in flight: token → check ID.
+    running: BTreeMap<u64, String>,
+    next_token: u64,
+    next_full_sync_ms: u64,
+    /// Members of the cluster, for scaling the full sync's period.
+    cluster_size: usize,
     outputs: VecDeque<AgentOutput>,
 }
 
 impl LocalAgent {
-    /// An agent for `node`; its first output registers the node.
+    /// An agent for `node` with Consul's default timing; its first output registers the node.
     pub fn new(node: Node) -> Self {
-        let mut agent =
-            LocalAgent { node, services: BTreeMap::new(), checks: BTreeMap::new(), outputs: VecDeque::new() };
+        Self::with_settings(0, node, AgentSettings::default())
+    }
+
+    /// An agent for `node`; its first output registers the node, and its first full sync is
+    /// due at once (to remove what a previous run of this agent left in the catalog).
+    pub fn with_settings(now_ms: u64, node: Node, settings: AgentSettings) -> Self {
+        let mut agent = LocalAgent {
+            node,
+            settings,
+            rng: ChaCha8Rng::seed_from_u64(settings.seed),
+            services: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            running: BTreeMap::new(),
+            next_token: 1,
+            next_full_sync_ms: now_ms,
+            cluster_size: 1,
+            outputs: VecDeque::new(),
+        };
         agent.sync(Registration { node: agent.node.clone(), ..Default::default() });
         agent
     }
@@ -86,6 +179,12 @@ impl LocalAgent {
 
     pub fn check(&self, id: &str) -> Option<&LocalCheck> {
         self.checks.get(id)
+    }
+
+    /// Tells the agent how many members the cluster has; the full sync slows down in big
+    /// clusters so the servers' load stays flat.
+    pub fn set_cluster_size(&mut self, members: usize) {
+        self.cluster_size = members.max(1);
     }
 
     /// Registers (or replaces) a service with its checks. Checks without an ID get
@@ -127,7 +226,9 @@ impl LocalAgent {
                 .checks
                 .values()
                 .filter(|c| {
-                    c.check.service_id == service.id && !prepared.iter().any(|p| p.check.check_id == c.check.check_id)
+                    c.check.service_id == service.id
+                        && !c.check.check_id.starts_with(SERVICE_MAINTENANCE_PREFIX)
+                        && !prepared.iter().any(|p| p.check.check_id == c.check.check_id)
                 })
                 .map(|c| c.check.check_id.clone())
                 .collect();
@@ -136,6 +237,12 @@ impl LocalAgent {
             }
         }
         self.services.insert(service.id.clone(), service.clone());
+        // A service's maintenance check carries its name and tags; keep them current.
+        let maintenance = format!("{SERVICE_MAINTENANCE_PREFIX}{}", service.id);
+        if let Some(m) = self.checks.get_mut(&maintenance) {
+            m.check.service_name = service.service.clone();
+            m.check.service_tags = service.tags.clone();
+        }
         let mut synced = Vec::new();
         for spec in prepared {
             synced.push(self.insert_check(now_ms, spec, &service));
@@ -154,7 +261,11 @@ impl LocalAgent {
         if self.services.remove(id).is_none() {
             return false;
         }
-        self.checks.retain(|_, c| c.check.service_id != id);
+        let gone: Vec<String> =
+            self.checks.values().filter(|c| c.check.service_id == id).map(|c| c.check.check_id.clone()).collect();
+        for check_id in gone {
+            self.forget_check(&check_id);
+        }
         self.outputs.push_back(AgentOutput::Sync(Command::Deregister(Deregistration {
             node: self.node.node.clone(),
             service_id: Some(id.to_string()),
@@ -192,7 +303,7 @@ impl LocalAgent {
 
     /// Removes a check. Returns whether it existed.
     pub fn deregister_check(&mut self, id: &str) -> bool {
-        if self.checks.remove(id).is_none() {
+        if !self.forget_check(id) {
             return false;
         }
         self.outputs.push_back(AgentOutput::Sync(Command::Deregister(Deregistration {
@@ -208,38 +319,130 @@ impl LocalAgent {
         let local =
             self.checks.get_mut(id).filter(|c| c.ttl_ms.is_some()).ok_or_else(|| AgentError::NotTtl(id.to_string()))?;
         local.ttl_deadline_ms = local.ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
-        let output = truncate(output);
-        if local.check.status == status && local.check.output == output {
-            return Ok(());
-        }
-        local.check.status = status;
-        local.check.output = output;
-        let check = local.check.clone();
-        self.sync(Registration {
-            node: self.node.clone(),
-            skip_node_update: false,
-            service: None,
-            checks: vec![check],
-        });
+        self.set_status(now_ms, id, status, output);
         Ok(())
     }
 
-    /// Expires TTL checks whose deadline passed: they turn critical.
+    /// Puts the node in maintenance mode (a critical `_node_maintenance` check, which takes
+    /// every service of the node out of DNS and `?passing`), or takes it out.
+    pub fn set_node_maintenance(&mut self, now_ms: u64, enable: bool, reason: &str) {
+        if !enable {
+            self.deregister_check(NODE_MAINTENANCE_CHECK);
+            return;
+        }
+        let notes = if reason.is_empty() {
+            "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+        } else {
+            reason
+        };
+        let spec = maintenance_check(NODE_MAINTENANCE_CHECK, "Node Maintenance Mode", notes, "");
+        self.register_check(now_ms, spec).expect("a node-level check with an ID is always accepted");
+    }
+
+    /// Puts one service in maintenance mode (a critical `_service_maintenance:<id>` check), or
+    /// takes it out.
+    pub fn set_service_maintenance(
+        &mut self,
+        now_ms: u64,
+        service_id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        if !self.services.contains_key(service_id) {
+            return Err(AgentError::UnknownService(service_id.to_string()));
+        }
+        let id = format!("{SERVICE_MAINTENANCE_PREFIX}{service_id}");
+        if !enable {
+            self.deregister_check(&id);
+            return Ok(());
+        }
+        let notes = if reason.is_empty() {
+            "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+        } else {
+            reason
+        };
+        self.register_check(now_ms, maintenance_check(&id, "Service Maintenance Mode", notes, service_id))
+    }
+
+    /// Reports what a run found. A token that is no longer current (the check was removed or
+    /// re-registered meanwhile) is ignored.
+    pub fn handle_check_result(&mut self, now_ms: u64, token: u64, result: CheckResult) {
+        let Some(id) = self.running.remove(&token) else { return };
+        let Some(local) = self.checks.get_mut(&id) else { return };
+        let Some(plan) = local.plan.as_mut() else { return };
+        debug_assert!(plan.next_run_ms.is_none(), "a run was in flight");
+        plan.next_run_ms = Some(now_ms.saturating_add(plan.interval_ms));
+        let output = result.output;
+        if let Some(status) = local.thresholds.observe(result.status) {
+            self.set_status(now_ms, &id, status, output);
+        }
+    }
+
+    /// Hands over the catalog's view of this node for a full sync; emits what repairs it.
+    pub fn handle_catalog_view(&mut self, view: &CatalogView) {
+        let deferred: BTreeSet<&str> =
+            self.checks.values().filter(|c| c.output_sync_at_ms.is_some()).map(|c| c.check.check_id.as_str()).collect();
+        let commands =
+            sync::diff(&self.node, self.services.values(), self.checks.values().map(|c| &c.check), &deferred, view);
+        self.outputs.extend(commands.into_iter().map(AgentOutput::Sync));
+    }
+
+    /// Fires what is due: TTL expiries, check runs, deferred output syncs, reaping of services
+    /// critical for too long, and the full sync.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let expired: Vec<String> = self
-            .checks
-            .values()
-            .filter(|c| c.ttl_deadline_ms.is_some_and(|d| d <= now_ms))
-            .map(|c| c.check.check_id.clone())
-            .collect();
-        for id in expired {
-            let local = self.checks.get_mut(&id).expect("listed above");
+        let ids: Vec<String> = self.checks.keys().cloned().collect();
+        for id in ids {
+            self.check_timers(now_ms, &id);
+        }
+        if self.next_full_sync_ms <= now_ms {
+            let scaled = self.settings.sync_interval_ms.saturating_mul(scale_factor(self.cluster_size));
+            self.next_full_sync_ms =
+                now_ms.saturating_add(self.settings.sync_interval_ms).saturating_add(self.stagger(scaled));
+            self.outputs.push_back(AgentOutput::FullSync);
+        }
+    }
+
+    /// The earliest timer.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let checks = self.checks.values().flat_map(|c| {
+            [
+                c.ttl_deadline_ms,
+                c.plan.as_ref().and_then(|p| p.next_run_ms),
+                c.output_sync_at_ms,
+                c.critical_since_ms.zip(c.deregister_after_ms).map(|(since, after)| since.saturating_add(after)),
+            ]
+        });
+        checks.flatten().chain([self.next_full_sync_ms]).min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<AgentOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn check_timers(&mut self, now_ms: u64, id: &str) {
+        let Some(local) = self.checks.get_mut(id) else { return };
+        if local.ttl_deadline_ms.is_some_and(|d| d <= now_ms) {
             local.ttl_deadline_ms = None;
-            if local.check.status == Status::Critical && local.check.output.starts_with("TTL expired") {
-                continue;
+            if !(local.check.status == Status::Critical && local.check.output.starts_with("TTL expired")) {
+                self.set_status(now_ms, id, Status::Critical, "TTL expired".to_string());
             }
-            local.check.status = Status::Critical;
-            local.check.output = "TTL expired".to_string();
+        }
+        let Some(local) = self.checks.get_mut(id) else { return };
+        if let Some(plan) = local.plan.as_mut().filter(|p| p.next_run_ms.is_some_and(|at| at <= now_ms)) {
+            plan.next_run_ms = None;
+            let token = self.next_token;
+            self.next_token += 1;
+            self.running.insert(token, id.to_string());
+            let run = CheckRun {
+                check_id: id.to_string(),
+                kind: plan.kind.clone(),
+                timeout_ms: plan.timeout_ms,
+                output_max_bytes: plan.output_max_bytes,
+            };
+            self.outputs.push_back(AgentOutput::Run { token, run });
+        }
+        if local.output_sync_at_ms.is_some_and(|at| at <= now_ms) {
+            local.output_sync_at_ms = None;
             let check = local.check.clone();
             self.sync(Registration {
                 node: self.node.clone(),
@@ -248,30 +451,133 @@ impl LocalAgent {
                 checks: vec![check],
             });
         }
+        let local = &self.checks[id];
+        let reap =
+            local.critical_since_ms.zip(local.deregister_after_ms).is_some_and(|(s, a)| s.saturating_add(a) <= now_ms);
+        if reap && !local.check.service_id.is_empty() {
+            let service_id = local.check.service_id.clone();
+            self.deregister_service(&service_id);
+        }
     }
 
-    /// The earliest TTL deadline.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.checks.values().filter_map(|c| c.ttl_deadline_ms).min()
-    }
-
-    pub fn poll_output(&mut self) -> Option<AgentOutput> {
-        self.outputs.pop_front()
+    /// A check's status and output from a run or a TTL update: a status change is synced at
+    /// once; an output-only change waits for `check_update_interval` (staggered).
+    fn set_status(&mut self, now_ms: u64, id: &str, status: Status, output: String) {
+        let interval = self.settings.check_update_interval_ms;
+        let stagger = self.stagger(interval);
+        let Some(local) = self.checks.get_mut(id) else { return };
+        let output = truncate(output, local.output_max_bytes);
+        if local.check.status == status && local.check.output == output {
+            return;
+        }
+        if local.check.status == status && interval > 0 {
+            local.check.output = output;
+            if local.output_sync_at_ms.is_none() {
+                local.output_sync_at_ms = Some(now_ms.saturating_add(interval / 2).saturating_add(stagger));
+            }
+            return;
+        }
+        local.critical_since_ms = match (status, local.critical_since_ms) {
+            (Status::Critical, Some(since)) => Some(since),
+            (Status::Critical, None) => Some(now_ms),
+            _ => None,
+        };
+        local.check.status = status;
+        local.check.output = output;
+        local.output_sync_at_ms = None;
+        let check = local.check.clone();
+        self.sync(Registration {
+            node: self.node.clone(),
+            skip_node_update: false,
+            service: None,
+            checks: vec![check],
+        });
     }
 
     fn insert_check(&mut self, now_ms: u64, spec: CheckSpec, service: &Service) -> HealthCheck {
+        let output_max_bytes = spec
+            .output_max_bytes
+            .unwrap_or(limits::CHECK_OUTPUT_SIZE_MAX_BYTES)
+            .min(limits::CHECK_OUTPUT_SIZE_LIMIT_BYTES);
         let mut check = spec.check;
         check.node = self.node.node.clone();
         check.service_name = service.service.clone();
         check.service_tags = service.tags.clone();
-        check.output = truncate(check.output);
+        check.output = truncate(check.output, output_max_bytes);
         if spec.ttl_ms.is_some() && check.kind.is_empty() {
             check.kind = "ttl".to_string();
         }
-        let ttl_deadline_ms = spec.ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
-        self.checks
-            .insert(check.check_id.clone(), LocalCheck { check: check.clone(), ttl_ms: spec.ttl_ms, ttl_deadline_ms });
+        let plan = self.plan_of(now_ms, &check, output_max_bytes);
+        let def = &check.definition;
+        let deregister_after_ms = (def.deregister_critical_service_after > 0)
+            .then_some(def.deregister_critical_service_after / 1_000_000)
+            .filter(|_| !check.service_id.is_empty());
+        let critical_since_ms = (check.status == Status::Critical).then_some(now_ms);
+        self.forget_check(&check.check_id);
+        self.checks.insert(
+            check.check_id.clone(),
+            LocalCheck {
+                check: check.clone(),
+                ttl_ms: spec.ttl_ms,
+                ttl_deadline_ms: spec.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
+                plan,
+                thresholds: spec.thresholds,
+                output_sync_at_ms: None,
+                critical_since_ms,
+                deregister_after_ms,
+                output_max_bytes,
+            },
+        );
         check
+    }
+
+    /// How a check runs, if it is a script, HTTP or TCP check with an interval. The first run
+    /// is staggered across one interval so checks registered together do not run in lockstep.
+    fn plan_of(&mut self, now_ms: u64, check: &HealthCheck, output_max_bytes: usize) -> Option<RunPlan> {
+        let def = &check.definition;
+        let interval_ms = def.interval / 1_000_000;
+        if interval_ms == 0 {
+            return None;
+        }
+        let (kind, default_timeout_ms) = match check.kind.as_str() {
+            "script" if !def.script_args.is_empty() => {
+                (CheckKind::Script { args: def.script_args.clone() }, limits::CHECK_SCRIPT_TIMEOUT_DEFAULT_MS)
+            }
+            "http" => (
+                CheckKind::Http {
+                    url: def.http.clone(),
+                    method: def.method.clone(),
+                    header: def.header.clone(),
+                    body: def.body.clone(),
+                    tls_skip_verify: def.tls_skip_verify,
+                    tls_server_name: def.tls_server_name.clone(),
+                },
+                limits::CHECK_NETWORK_TIMEOUT_DEFAULT_MS,
+            ),
+            "tcp" => (CheckKind::Tcp { addr: def.tcp.clone() }, limits::CHECK_NETWORK_TIMEOUT_DEFAULT_MS),
+            _ => return None,
+        };
+        let timeout_ms = match def.timeout / 1_000_000 {
+            0 => default_timeout_ms,
+            t => t,
+        };
+        let first_run_ms = now_ms.saturating_add(self.stagger(interval_ms));
+        Some(RunPlan { kind, interval_ms, timeout_ms, output_max_bytes, next_run_ms: Some(first_run_ms) })
+    }
+
+    /// Removes a check locally (no sync), dropping any run in flight. Returns whether it existed.
+    fn forget_check(&mut self, id: &str) -> bool {
+        self.running.retain(|_, check_id| check_id != id);
+        self.checks.remove(id).is_some()
+    }
+
+    /// A random duration in `[0, max_ms)`.
+    fn stagger(&mut self, max_ms: u64) -> u64 {
+        if max_ms == 0 {
+            0
+        } else {
+            self.rng.next_u64() % max_ms
+        }
     }
 
     fn sync(&mut self, reg: Registration) {
@@ -279,9 +585,35 @@ impl LocalAgent {
     }
 }
 
-fn truncate(mut output: String) -> String {
-    if output.len() > limits::CHECK_OUTPUT_SIZE_MAX_BYTES {
-        let mut end = limits::CHECK_OUTPUT_SIZE_MAX_BYTES;
+/// Consul's scaling of periodic work with the cluster's size: 1 up to 128 members, then one
+/// more for every doubling.
+fn scale_factor(members: usize) -> u64 {
+    const THRESHOLD: usize = 128;
+    if members <= THRESHOLD {
+        return 1;
+    }
+    let doublings = (members as f64 / THRESHOLD as f64).log2().ceil() as u64;
+    doublings + 1
+}
+
+fn maintenance_check(id: &str, name: &str, notes: &str, service_id: &str) -> CheckSpec {
+    CheckSpec {
+        check: HealthCheck {
+            check_id: id.to_string(),
+            name: name.to_string(),
+            notes: notes.to_string(),
+            status: Status::Critical,
+            service_id: service_id.to_string(),
+            kind: "maintenance".to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn truncate(mut output: String, max_bytes: usize) -> String {
+    if output.len() > max_bytes {
+        let mut end = max_bytes;
         while !output.is_char_boundary(end) {
             end -= 1;
         }
@@ -291,57 +623,4 @@ fn truncate(mut output: String) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent() -> LocalAgent {
-        let mut a = LocalAgent::new(Node { node: "n1".into(), address: "127.0.0.1".into(), ..Default::default() });
-        assert!(matches!(a.poll_output(), Some(AgentOutput::Sync(Command::Register(_)))));
-        a
-    }
-
-    fn ttl_check(ttl_ms: u64) -> CheckSpec {
-        CheckSpec { check: HealthCheck::default(), ttl_ms: Some(ttl_ms) }
-    }
-
-    #[test]
-    fn service_checks_get_consul_ids_and_a_ttl_expires_to_critical() {
-        let mut a = agent();
-        let svc = Service { service: "web".into(), ..Default::default() };
-        a.register_service(0, svc, vec![ttl_check(1_000), ttl_check(5_000)], false).unwrap();
-        let Some(AgentOutput::Sync(Command::Register(reg))) = a.poll_output() else { panic!() };
-        let ids: Vec<_> = reg.checks.iter().map(|c| c.check_id.as_str()).collect();
-        assert_eq!(ids, ["service:web:1", "service:web:2"]);
-        assert!(reg.checks.iter().all(|c| c.status == Status::Critical && c.name == "Service 'web' check"));
-
-        a.update_ttl(500, "service:web:1", Status::Passing, "ok".into()).unwrap();
-        assert!(a.poll_output().is_some());
-        // Same status and output again: nothing to sync.
-        a.update_ttl(900, "service:web:1", Status::Passing, "ok".into()).unwrap();
-        assert_eq!(a.poll_output(), None);
-        assert_eq!(a.poll_timeout(), Some(1_900));
-        a.handle_timeout(1_900);
-        let Some(AgentOutput::Sync(Command::Register(reg))) = a.poll_output() else { panic!() };
-        assert_eq!(reg.checks[0].status, Status::Critical);
-        assert_eq!(reg.checks[0].output, "TTL expired");
-    }
-
-    #[test]
-    fn only_ttl_checks_take_ttl_updates() {
-        let mut a = agent();
-        let spec = CheckSpec { check: HealthCheck { name: "mem".into(), ..Default::default() }, ttl_ms: None };
-        a.register_check(0, spec).unwrap();
-        assert_eq!(a.update_ttl(0, "mem", Status::Passing, String::new()), Err(AgentError::NotTtl("mem".into())));
-        assert_eq!(a.update_ttl(0, "nope", Status::Passing, String::new()), Err(AgentError::NotTtl("nope".into())));
-    }
-
-    #[test]
-    fn deregistering_a_service_drops_its_checks() {
-        let mut a = agent();
-        a.register_service(0, Service { service: "db".into(), ..Default::default() }, vec![ttl_check(10)], false)
-            .unwrap();
-        assert!(a.deregister_service("db"));
-        assert_eq!(a.checks().count(), 0);
-        assert!(!a.deregister_service("db"));
-    }
-}
+mod tests;
