@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod checks;
 pub mod client;
 pub mod clock;
 pub mod disk;
