@@ -1,7 +1,68 @@
 //! The DNS interface's decisions: which names mean what, and the answers built from catalog
-//! data. Sans-IO: the runtime owns the sockets, reads the catalog, and calls in here.
+//! data. Sans-IO: the agent owns the sockets, reads the catalog, and calls in here.
+//!
+//! # Contract
+//!
+//! For every datagram (UDP) or length-framed message (TCP) the driver:
+//!
+//! 1. calls [`parse`]. A [`Reject`] is hostile or broken input: send its packet back (FORMERR,
+//!    NOTIMP, REFUSED) or drop it silently, and count it either way.
+//! 2. matches the [`Request`]'s [`Lookup`]: [`Lookup::OutsideDomain`] goes to the recursors
+//!    when there are some ([`relay`] turns the upstream answer into ours) and gets
+//!    [`refused`] otherwise. Anything else asks [`Request::catalog_read`] which read the
+//!    answer needs, performs it, and hands the result to [`answer`] as [`CatalogData`].
+//! 3. answers [`failure`]`(req, Failure::ServFail)` when the read failed.
+//!
+//! Every response built here fits the size the client can take ([`Request::size_max`]):
+//! records are dropped whole, additional section first, and TC is set whenever something was
+//! left out, so a UDP client knows to retry over TCP.
+//!
+//! Deferred: other datacenters answer NXDOMAIN (a later issue plugs forwarding in where
+//! [`Request::catalog_read`] returns `None` for them), prepared queries answer NXDOMAIN,
+//! hostname addresses give no CNAME, EDNS versions other than 0 are not refused with BADVERS.
+
+mod name;
+mod records;
+mod wire;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The wire-format crate, for drivers and tests that inspect packets.
+pub use hickory_proto as proto;
+
+pub use wire::{answer, failure, parse, refused, relay};
+
+/// A DNS message can never be bigger than its TCP length prefix allows.
+pub const TCP_MESSAGE_SIZE_MAX: usize = 65_535;
+
+/// The UDP size every client takes (RFC 1035 §4.2.1), the floor of an EDNS advertisement.
+pub const UDP_PLAIN_SIZE_MAX: usize = 512;
+
+/// The most we send over UDP whatever a client advertises: bigger datagrams fragment, and
+/// fragments get lost or spoofed (the DNS flag day 2020 recommendation is lower still).
+pub const UDP_EDNS_SIZE_MAX: usize = 4096;
+
+/// Records one answer may hold before size fitting: a 64 KiB TCP message holds at most about
+/// 4,000 of the smallest record (a compressed A is 16 bytes), so more is never sent anyway.
+pub const ANSWER_RECORDS_MAX: usize = 4096;
+
+/// Additional records a query may carry (an OPT, perhaps a TSIG or a cookie-bearing SIG);
+/// more is not a query anyone sends, and hickory would allocate for the claimed count.
+pub const QUERY_ADDITIONALS_MAX: u16 = 4;
+
+/// Consul's SOA timers (`dns_config.soa`), in seconds.
+pub const SOA_REFRESH_S: i32 = 3600;
+pub const SOA_RETRY_S: i32 = 600;
+pub const SOA_EXPIRE_S: i32 = 86_400;
+pub const SOA_MIN_TTL_S: u32 = 0;
+
+/// The SOA serial. Consul stamps the current time; core has no clock and caches gain nothing
+/// from a moving serial of a zone nobody transfers, so it is a constant.
+pub const SOA_SERIAL: u32 = 1;
 
 /// `dns_config` and the DNS settings around it, as Consul names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,4 +106,147 @@ impl Default for DnsConfig {
             recursors: Vec::new(),
         }
     }
+}
+
+impl DnsConfig {
+    /// The TTL of a service's answers: its own `service_ttl`, else `"*"`, else 0.
+    pub fn service_ttl(&self, service: &str) -> u32 {
+        let own = self.service_ttl_s.get(&service.to_ascii_lowercase());
+        own.or_else(|| self.service_ttl_s.get("*")).copied().unwrap_or(0)
+    }
+}
+
+/// How the query arrived; it decides how big the answer may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What a query name asks for. Names are lower case; the datacenter is filled in with this
+/// agent's when the name has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// `[tag.]svc.service[.dc]`, `_svc._tag.service[.dc]` (`_tcp`: no tag filter).
+    Service { name: String, tag: Option<String>, dc: String },
+    /// `node.node[.dc]`.
+    Node { name: String, dc: String },
+    /// `<hex>.addr[.dc]`: the address spelled in hex (8 digits IPv4, 32 digits IPv6).
+    Addr { ip: IpAddr, dc: String },
+    /// `name.query[.dc]`: a prepared query (not implemented: NXDOMAIN).
+    PreparedQuery { name: String, dc: String },
+    /// The domain itself (`consul.`): its SOA.
+    Apex,
+    /// A name outside the domain: the recursors' business.
+    OutsideDomain,
+    /// A name inside the domain that means nothing: NXDOMAIN.
+    Unknown,
+}
+
+impl Lookup {
+    /// The datacenter the name points at, if it points at one.
+    pub fn datacenter(&self) -> Option<&str> {
+        match self {
+            Lookup::Service { dc, .. }
+            | Lookup::Node { dc, .. }
+            | Lookup::Addr { dc, .. }
+            | Lookup::PreparedQuery { dc, .. } => Some(dc),
+            Lookup::Apex | Lookup::OutsideDomain | Lookup::Unknown => None,
+        }
+    }
+}
+
+/// A query that parsed: the question and what the client can take back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub id: u16,
+    /// RD, echoed in the answer.
+    pub recursion_desired: bool,
+    /// The question as asked (its name's case is echoed back).
+    pub query: proto::op::Query,
+    pub lookup: Lookup,
+    pub transport: Transport,
+    /// The UDP payload size the client advertised in an EDNS OPT record, if it sent one.
+    pub edns_payload: Option<u16>,
+}
+
+impl Request {
+    /// The query type asked.
+    pub fn qtype(&self) -> proto::rr::RecordType {
+        self.query.query_type()
+    }
+
+    /// The most bytes the response may take: 64 KiB over TCP; over UDP the EDNS size
+    /// (floored at 512, capped at [`UDP_EDNS_SIZE_MAX`]) or 512 without EDNS.
+    pub fn size_max(&self) -> usize {
+        match (self.transport, self.edns_payload) {
+            (Transport::Tcp, _) => TCP_MESSAGE_SIZE_MAX,
+            (Transport::Udp, None) => UDP_PLAIN_SIZE_MAX,
+            (Transport::Udp, Some(size)) => usize::from(size).clamp(UDP_PLAIN_SIZE_MAX, UDP_EDNS_SIZE_MAX),
+        }
+    }
+
+    /// The catalog read the answer needs, or `None` when it is answered without one (an
+    /// address, an unknown name, another datacenter, a name outside the domain).
+    pub fn catalog_read(&self, cfg: &DnsConfig) -> Option<CatalogRead> {
+        if self.lookup.datacenter().is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter)) {
+            return None; // Multi-datacenter forwarding plugs in here.
+        }
+        match &self.lookup {
+            Lookup::Service { name, tag, .. } => {
+                Some(CatalogRead::ServiceHealth { name: name.clone(), tag: tag.clone() })
+            }
+            Lookup::Node { name, .. } => Some(CatalogRead::Node { name: name.clone() }),
+            _ => None,
+        }
+    }
+}
+
+/// A catalog read the driver performs for [`answer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogRead {
+    /// Every instance of the service with its checks (node checks included), filtered by tag.
+    /// Health filtering is done here, not by the read: critical and (with `only_passing`)
+    /// warning instances are left out by [`answer`].
+    ServiceHealth { name: String, tag: Option<String> },
+    /// The node by name.
+    Node { name: String },
+}
+
+/// What the driver read for the [`CatalogRead`], handed to [`answer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogData {
+    /// No read was asked for.
+    Nothing,
+    /// The instances of a service ([`CatalogRead::ServiceHealth`]).
+    Services(Vec<crate::catalog::query::ServiceHealth>),
+    /// The node, if it exists ([`CatalogRead::Node`]).
+    Node(Option<crate::catalog::Node>),
+}
+
+/// Why a packet got no normal answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Send this response back (FORMERR, NOTIMP or REFUSED with the query's id).
+    Answer { packet: Vec<u8>, reason: &'static str },
+    /// Say nothing: there is no id to answer, or the packet is itself a response (answering
+    /// would let two servers bounce packets forever).
+    Drop { reason: &'static str },
+}
+
+impl Reject {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Reject::Answer { reason, .. } | Reject::Drop { reason } => reason,
+        }
+    }
+}
+
+/// Errors answered without data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The catalog read failed (no leader, no server).
+    ServFail,
+    /// Not ours to answer (outside the domain with no recursors).
+    Refused,
 }

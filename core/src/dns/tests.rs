@@ -1,0 +1,530 @@
+//! The DNS rules, one test each, and properties over random input.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use proptest::prelude::*;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::wire::query_packet;
+use super::*;
+use crate::catalog::query::ServiceHealth;
+use crate::catalog::{HealthCheck, Node, Service, Status, Weights};
+
+fn cfg() -> DnsConfig {
+    DnsConfig::default()
+}
+
+fn node(name: &str, address: &str) -> Node {
+    Node { node: name.into(), address: address.into(), datacenter: "dc1".into(), ..Node::default() }
+}
+
+fn check(node: &str, service_id: &str, status: Status) -> HealthCheck {
+    HealthCheck {
+        node: node.into(),
+        check_id: format!("{service_id}-check"),
+        status,
+        service_id: service_id.into(),
+        ..HealthCheck::default()
+    }
+}
+
+/// An instance of `web` on node `n<i>` at 10.0.0.<i>, port 8000+i, with one check.
+fn web(i: u8, status: Status) -> ServiceHealth {
+    let name = format!("n{i}");
+    let service = Service {
+        id: format!("web-{i}"),
+        service: "web".into(),
+        tags: vec!["v1".into()],
+        port: 8000 + u16::from(i),
+        weights: Weights { passing: 10, warning: 3 },
+        ..Service::default()
+    };
+    let checks = vec![check(&name, &service.id, status)];
+    ServiceHealth { node: node(&name, &format!("10.0.0.{i}")), service, checks }
+}
+
+fn rng() -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(7)
+}
+
+fn ask(name: &str, qtype: RecordType, transport: Transport, edns: Option<u16>, cfg: &DnsConfig) -> Request {
+    parse(&query_packet(0x1234, name, qtype, edns), transport, cfg).expect("a valid query parses")
+}
+
+fn udp(name: &str, qtype: RecordType) -> Request {
+    ask(name, qtype, Transport::Udp, None, &cfg())
+}
+
+fn decode(packet: &[u8]) -> Message {
+    Message::from_vec(packet).expect("our responses decode")
+}
+
+fn answer_services(req: &Request, instances: Vec<ServiceHealth>, cfg: &DnsConfig) -> Message {
+    decode(&answer(req, CatalogData::Services(instances), cfg, &mut rng()))
+}
+
+fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
+    let mut ips: Vec<Ipv4Addr> = msg
+        .answers
+        .iter()
+        .filter_map(|r| match r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    ips.sort();
+    ips
+}
+
+// ---- names ----
+
+#[test]
+fn name_forms_parse_into_lookups() {
+    let c = cfg();
+    let lookup = |n: &str| udp(n, RecordType::A).lookup;
+    let svc = |name: &str, tag: Option<&str>, dc: &str| Lookup::Service {
+        name: name.into(),
+        tag: tag.map(Into::into),
+        dc: dc.into(),
+    };
+    assert_eq!(lookup("web.service.consul."), svc("web", None, "dc1"));
+    assert_eq!(lookup("WEB.Service.CONSUL."), svc("web", None, "dc1"));
+    assert_eq!(lookup("v1.web.service.consul."), svc("web", Some("v1"), "dc1"));
+    assert_eq!(lookup("web.service.dc2.consul."), svc("web", None, "dc2"));
+    assert_eq!(lookup("_web._v1.service.consul."), svc("web", Some("v1"), "dc1"));
+    assert_eq!(lookup("_web._tcp.service.dc1.consul."), svc("web", None, "dc1"));
+    assert_eq!(lookup("db1.node.consul."), Lookup::Node { name: "db1".into(), dc: "dc1".into() });
+    assert_eq!(lookup("7f000001.addr.consul."), Lookup::Addr { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), dc: "dc1".into() });
+    assert_eq!(
+        lookup("00000000000000000000000000000001.addr.consul."),
+        Lookup::Addr { ip: "::1".parse().unwrap(), dc: "dc1".into() }
+    );
+    assert_eq!(lookup("geo.query.consul."), Lookup::PreparedQuery { name: "geo".into(), dc: "dc1".into() });
+    assert_eq!(lookup("consul."), Lookup::Apex);
+    assert_eq!(lookup("example.com."), Lookup::OutsideDomain);
+    assert_eq!(lookup("consul.example.com."), Lookup::OutsideDomain);
+    for unknown in
+        ["service.consul.", "a.b.c.service.consul.", "xyz.addr.consul.", "web.nothing.consul.", "foo.consul."]
+    {
+        assert_eq!(lookup(unknown), Lookup::Unknown, "{unknown}");
+    }
+    let custom = DnsConfig { domain: "corp.example.".into(), ..c };
+    let req = ask("web.service.corp.example.", RecordType::A, Transport::Udp, None, &custom);
+    assert_eq!(req.lookup, svc("web", None, "dc1"));
+    assert_eq!(ask("web.service.consul.", RecordType::A, Transport::Udp, None, &custom).lookup, Lookup::OutsideDomain);
+}
+
+#[test]
+fn catalog_read_only_for_this_datacenter() {
+    let c = cfg();
+    let read = |n: &str| udp(n, RecordType::A).catalog_read(&c);
+    assert_eq!(
+        read("v1.web.service.consul."),
+        Some(CatalogRead::ServiceHealth { name: "web".into(), tag: Some("v1".into()) })
+    );
+    assert_eq!(read("web.service.DC1.consul."), Some(CatalogRead::ServiceHealth { name: "web".into(), tag: None }));
+    assert_eq!(read("db.node.consul."), Some(CatalogRead::Node { name: "db".into() }));
+    assert_eq!(read("web.service.dc2.consul."), None);
+    assert_eq!(read("7f000001.addr.consul."), None);
+}
+
+// ---- rejects ----
+
+#[test]
+fn short_packets_and_responses_are_dropped() {
+    let c = cfg();
+    assert!(matches!(parse(&[1, 2, 3], Transport::Udp, &c), Err(Reject::Drop { .. })));
+    let mut response = query_packet(1, "web.service.consul.", RecordType::A, None);
+    response[2] |= 0x80;
+    assert!(matches!(parse(&response, Transport::Udp, &c), Err(Reject::Drop { .. })));
+}
+
+#[test]
+fn broken_queries_get_formerr_with_their_id() {
+    let c = cfg();
+    let full = query_packet(0xbeef, "web.service.consul.", RecordType::A, None);
+    let truncated = &full[..full.len() - 3];
+    let Err(Reject::Answer { packet, .. }) = parse(truncated, Transport::Udp, &c) else {
+        panic!("a truncated question is answered")
+    };
+    let msg = decode(&packet);
+    assert_eq!((msg.metadata.id, msg.metadata.response_code), (0xbeef, ResponseCode::FormErr));
+    let mut two_questions = full.clone();
+    two_questions[5] = 2;
+    let Err(Reject::Answer { packet, .. }) = parse(&two_questions, Transport::Udp, &c) else { panic!("answered") };
+    assert_eq!(decode(&packet).metadata.response_code, ResponseCode::FormErr);
+}
+
+#[test]
+fn other_opcodes_get_notimp() {
+    let mut packet = query_packet(9, "web.service.consul.", RecordType::A, None);
+    packet[2] |= 2 << 3; // STATUS
+    let Err(Reject::Answer { packet, .. }) = parse(&packet, Transport::Udp, &cfg()) else { panic!("answered") };
+    assert_eq!(decode(&packet).metadata.response_code, ResponseCode::NotImp);
+}
+
+// ---- services ----
+
+#[test]
+fn a_query_answers_each_healthy_instance_authoritatively() {
+    let req = udp("web.service.consul.", RecordType::A);
+    let msg =
+        answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Warning), web(3, Status::Passing)], &cfg());
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert!(msg.metadata.authoritative && !msg.metadata.truncation);
+    assert_eq!(msg.metadata.id, 0x1234);
+    assert_eq!(a_records(&msg), ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|s| s.parse::<Ipv4Addr>().unwrap()));
+    assert!(msg.answers.iter().all(|r| r.ttl == 0 && r.name.to_ascii() == "web.service.consul."));
+}
+
+#[test]
+fn critical_instances_and_critical_nodes_are_omitted() {
+    let req = udp("web.service.consul.", RecordType::A);
+    let mut node_down = web(3, Status::Passing);
+    node_down.checks.push(check("n3", "", Status::Critical)); // A node-level check.
+    let msg = answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Critical), node_down], &cfg());
+    assert_eq!(a_records(&msg), ["10.0.0.1".parse::<Ipv4Addr>().unwrap()]);
+}
+
+#[test]
+fn only_passing_omits_warning_too() {
+    let c = DnsConfig { only_passing: true, ..cfg() };
+    let req = udp("web.service.consul.", RecordType::A);
+    let msg = answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Warning)], &c);
+    assert_eq!(a_records(&msg), ["10.0.0.1".parse::<Ipv4Addr>().unwrap()]);
+}
+
+#[test]
+fn no_healthy_instance_is_nxdomain_with_soa() {
+    let req = udp("web.service.consul.", RecordType::A);
+    for instances in [vec![], vec![web(1, Status::Critical)]] {
+        let msg = answer_services(&req, instances, &cfg());
+        assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+        assert!(msg.answers.is_empty());
+        let RData::SOA(soa) = &msg.authorities[0].data else { panic!("an SOA in authority") };
+        assert_eq!((soa.mname.to_ascii(), soa.rname.to_ascii()), ("ns.consul.".into(), "hostmaster.consul.".into()));
+    }
+}
+
+#[test]
+fn srv_has_weights_ports_node_targets_and_additional_addresses() {
+    let req = udp("_web._tcp.service.consul.", RecordType::SRV);
+    let mut own_ip = web(3, Status::Passing);
+    own_ip.service.address = "192.168.1.3".into();
+    let msg = answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Warning), own_ip], &cfg());
+    let mut srvs: Vec<(u16, u16, u16, String)> = msg
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(s) => (s.priority, s.weight, s.port, s.target.to_ascii()),
+            other => panic!("only SRV answers, got {other:?}"),
+        })
+        .collect();
+    srvs.sort();
+    assert_eq!(
+        srvs,
+        vec![
+            (1, 3, 8002, "n2.node.dc1.consul.".into()),
+            (1, 10, 8001, "n1.node.dc1.consul.".into()),
+            (1, 10, 8003, "c0a80103.addr.dc1.consul.".into()),
+        ]
+    );
+    let mut extra: Vec<(String, String)> = msg
+        .additionals
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => (r.name.to_ascii(), a.0.to_string()),
+            other => panic!("only A additionals, got {other:?}"),
+        })
+        .collect();
+    extra.sort();
+    assert_eq!(extra[2], ("n2.node.dc1.consul.".into(), "10.0.0.2".into()));
+    assert_eq!(extra[0], ("c0a80103.addr.dc1.consul.".into(), "192.168.1.3".into()));
+}
+
+#[test]
+fn hostname_addresses_give_no_a_record_but_an_srv_to_the_host() {
+    let mut h = web(1, Status::Passing);
+    h.service.address = "db.example.com".into();
+    let a = answer_services(&udp("web.service.consul.", RecordType::A), vec![h.clone()], &cfg());
+    assert_eq!((a.metadata.response_code, a.answers.len()), (ResponseCode::NoError, 0));
+    let srv = answer_services(&udp("web.service.consul.", RecordType::SRV), vec![h], &cfg());
+    let RData::SRV(s) = &srv.answers[0].data else { panic!("an SRV") };
+    assert_eq!(s.target.to_ascii(), "db.example.com.");
+    assert!(srv.additionals.is_empty());
+}
+
+#[test]
+fn known_name_without_that_type_is_noerror_with_soa() {
+    let msg = answer_services(&udp("web.service.consul.", RecordType::AAAA), vec![web(1, Status::Passing)], &cfg());
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert!(msg.answers.is_empty());
+    assert!(matches!(msg.authorities[0].data, RData::SOA(_)));
+}
+
+#[test]
+fn service_ttl_by_name_then_star() {
+    let mut c = cfg();
+    c.service_ttl_s.insert("*".into(), 5);
+    c.service_ttl_s.insert("web".into(), 30);
+    let web_msg = answer_services(&udp("web.service.consul.", RecordType::A), vec![web(1, Status::Passing)], &c);
+    assert_eq!(web_msg.answers[0].ttl, 30);
+    let mut other = web(1, Status::Passing);
+    other.service.service = "api".into();
+    let api_msg = answer_services(&udp("api.service.consul.", RecordType::A), vec![other], &c);
+    assert_eq!(api_msg.answers[0].ttl, 5);
+}
+
+#[test]
+fn answers_are_shuffled_by_the_rng() {
+    let req = udp("web.service.consul.", RecordType::A);
+    let instances: Vec<ServiceHealth> = (1..=20).map(|i| web(i, Status::Passing)).collect();
+    let order = |seed| {
+        let packet =
+            answer(&req, CatalogData::Services(instances.clone()), &cfg(), &mut ChaCha8Rng::seed_from_u64(seed));
+        decode(&packet).answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(order(1), order(1), "one seed, one order");
+    assert_ne!(order(1), order(2));
+}
+
+#[test]
+fn other_datacenter_is_nxdomain_for_now() {
+    let req = udp("web.service.dc2.consul.", RecordType::A);
+    let msg = answer_services(&req, vec![web(1, Status::Passing)], &cfg());
+    assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+}
+
+// ---- nodes, addresses, the rest ----
+
+#[test]
+fn node_lookup_answers_address_and_meta_txt() {
+    let mut n = node("db1", "10.1.2.3");
+    n.meta.insert("rack".into(), "r7".into());
+    n.meta.insert("rfc1035-note".into(), "hello".into());
+    let c = DnsConfig { node_ttl_s: 10, ..cfg() };
+    let a =
+        decode(&answer(&udp("db1.node.consul.", RecordType::A), CatalogData::Node(Some(n.clone())), &c, &mut rng()));
+    assert_eq!(a_records(&a), ["10.1.2.3".parse::<Ipv4Addr>().unwrap()]);
+    assert_eq!(a.answers[0].ttl, 10);
+    let txt = decode(&answer(&udp("db1.node.consul.", RecordType::TXT), CatalogData::Node(Some(n)), &c, &mut rng()));
+    let texts: Vec<String> = txt.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[0].contains("rack=r7") && texts[1].contains("hello") && !texts[1].contains("rfc1035"), "{texts:?}");
+    let missing = decode(&answer(&udp("db9.node.consul.", RecordType::A), CatalogData::Node(None), &c, &mut rng()));
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn addr_lookup_answers_the_spelled_address() {
+    let a = decode(&answer(&udp("0a000001.addr.consul.", RecordType::A), CatalogData::Nothing, &cfg(), &mut rng()));
+    assert_eq!(a_records(&a), ["10.0.0.1".parse::<Ipv4Addr>().unwrap()]);
+    let six = decode(&answer(
+        &udp("fd000000000000000000000000000001.addr.consul.", RecordType::AAAA),
+        CatalogData::Nothing,
+        &cfg(),
+        &mut rng(),
+    ));
+    assert!(
+        matches!(six.answers[0].data, RData::AAAA(aaaa) if aaaa.0 == "fd00::1".parse::<std::net::Ipv6Addr>().unwrap())
+    );
+}
+
+#[test]
+fn prepared_queries_and_unknown_names_are_nxdomain() {
+    for name in ["geo.query.consul.", "foo.consul."] {
+        let msg = decode(&answer(&udp(name, RecordType::A), CatalogData::Nothing, &cfg(), &mut rng()));
+        assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(matches!(msg.authorities[0].data, RData::SOA(_)));
+    }
+}
+
+#[test]
+fn outside_the_domain_is_refused_and_relay_sets_id_and_ra() {
+    let req = udp("example.com.", RecordType::A);
+    let msg = decode(&refused(&req, &cfg()));
+    assert_eq!((msg.metadata.id, msg.metadata.response_code), (0x1234, ResponseCode::Refused));
+    let mut upstream = query_packet(0x9999, "example.com.", RecordType::A, None);
+    upstream[2] |= 0x80;
+    let relayed = decode(&relay(&req, &upstream).expect("a response relays"));
+    assert_eq!(relayed.metadata.id, 0x1234);
+    assert!(relayed.metadata.recursion_available);
+    assert_eq!(relay(&req, &query_packet(1, "example.com.", RecordType::A, None)), None, "a query is no answer");
+}
+
+#[test]
+fn servfail_keeps_the_question() {
+    let req = udp("web.service.consul.", RecordType::A);
+    let msg = decode(&failure(&req, Failure::ServFail, &cfg()));
+    assert_eq!(msg.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(msg.queries.len(), 1);
+}
+
+// ---- sizes ----
+
+fn many(n: u8) -> Vec<ServiceHealth> {
+    (1..=n).map(|i| web(i, Status::Passing)).collect()
+}
+
+#[test]
+fn udp_without_edns_fits_512_and_sets_tc() {
+    let req = udp("web.service.consul.", RecordType::A);
+    let packet = answer(&req, CatalogData::Services(many(60)), &cfg(), &mut rng());
+    assert!(packet.len() <= 512, "{}", packet.len());
+    let msg = decode(&packet);
+    assert!(msg.metadata.truncation && !msg.answers.is_empty() && msg.answers.len() < 60);
+    assert!(msg.edns.is_none());
+}
+
+#[test]
+fn edns_size_is_honoured_and_opt_echoed() {
+    let c = cfg();
+    let req = ask("web.service.consul.", RecordType::A, Transport::Udp, Some(4096), &c);
+    let msg = decode(&answer(&req, CatalogData::Services(many(60)), &c, &mut rng()));
+    assert!(!msg.metadata.truncation && msg.answers.len() == 60 && msg.edns.is_some());
+    let small = ask("web.service.consul.", RecordType::A, Transport::Udp, Some(100), &c);
+    assert_eq!(small.size_max(), 512, "an advertisement below 512 means 512");
+    let huge = ask("web.service.consul.", RecordType::A, Transport::Udp, Some(65_000), &c);
+    assert_eq!(huge.size_max(), UDP_EDNS_SIZE_MAX);
+}
+
+#[test]
+fn tcp_takes_everything() {
+    let c = cfg();
+    let req = ask("web.service.consul.", RecordType::A, Transport::Tcp, None, &c);
+    let msg = decode(&answer(&req, CatalogData::Services(many(200)), &c, &mut rng()));
+    assert_eq!((msg.answers.len(), msg.metadata.truncation), (200, false));
+}
+
+#[test]
+fn srv_drops_additionals_before_answers() {
+    let req = udp("web.service.consul.", RecordType::SRV);
+    let msg = answer_services(&req, many(12), &cfg());
+    assert!(msg.metadata.truncation);
+    // Answers all stay (12 SRVs fit in 512 bytes with compression); additionals do not.
+    assert_eq!(msg.answers.len(), 12);
+    assert!(msg.additionals.len() < 12);
+}
+
+#[test]
+fn udp_answer_limit_cuts_and_sets_tc() {
+    let c = DnsConfig { udp_answer_limit: Some(3), ..cfg() };
+    let req = ask("web.service.consul.", RecordType::A, Transport::Udp, None, &c);
+    let msg = answer_services(&req, many(5), &c);
+    assert_eq!((msg.answers.len(), msg.metadata.truncation), (3, true));
+    let tcp = ask("web.service.consul.", RecordType::A, Transport::Tcp, None, &c);
+    assert_eq!(answer_services(&tcp, many(5), &c).answers.len(), 5);
+}
+
+// ---- properties ----
+
+/// The name forms, with random labels, tags, datacenters and cases.
+fn name_strategy() -> impl Strategy<Value = String> {
+    let label = "[a-zA-Z0-9][a-zA-Z0-9-]{0,19}";
+    prop_oneof![
+        (label, proptest::option::of(label)).prop_map(|(s, t)| match t {
+            Some(t) => format!("{t}.{s}.service.consul."),
+            None => format!("{s}.service.consul."),
+        }),
+        (label, label).prop_map(|(s, t)| format!("_{s}._{t}.service.consul.")),
+        (label, label).prop_map(|(s, dc)| format!("{s}.service.{dc}.consul.")),
+        label.prop_map(|n| format!("{n}.node.CONSUL.")),
+        any::<u32>().prop_map(|ip| format!("{ip:08x}.addr.consul.")),
+        any::<u128>().prop_map(|ip| format!("{ip:032x}.addr.dc1.consul.")),
+        label.prop_map(|q| format!("{q}.query.consul.")),
+        label.prop_map(|x| format!("{x}.example.org.")),
+    ]
+}
+
+fn qtype_strategy() -> impl Strategy<Value = RecordType> {
+    prop_oneof![
+        Just(RecordType::A),
+        Just(RecordType::AAAA),
+        Just(RecordType::SRV),
+        Just(RecordType::TXT),
+        Just(RecordType::ANY),
+        Just(RecordType::MX),
+    ]
+}
+
+/// Instances with random health, address forms and meta.
+fn instances_strategy() -> impl Strategy<Value = Vec<ServiceHealth>> {
+    let one = (any::<u8>(), 0u8..3, 0u8..4, "[a-z]{0,300}").prop_map(|(i, health, addr, meta)| {
+        let status = [Status::Passing, Status::Warning, Status::Critical][usize::from(health)];
+        let mut h = web(i, status);
+        h.service.address = match addr {
+            0 => String::new(),
+            1 => format!("fd00::{i:x}"),
+            2 => format!("host{i}.example.com"),
+            _ => format!("172.16.0.{i}"),
+        };
+        h.node.meta.insert("long".into(), meta);
+        h
+    });
+    proptest::collection::vec(one, 0..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), tcp in any::<bool>()) {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        match parse(&bytes, transport, &cfg()) {
+            Ok(req) => {
+                let packet = answer(&req, CatalogData::Nothing, &cfg(), &mut rng());
+                prop_assert!(packet.len() <= req.size_max());
+            }
+            Err(Reject::Answer { packet, .. }) => prop_assert!(Message::from_vec(&packet).is_ok()),
+            Err(Reject::Drop { .. }) => {}
+        }
+    }
+
+    #[test]
+    fn mutated_queries_never_panic(
+        name in name_strategy(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+    ) {
+        let mut packet = query_packet(1, &name, RecordType::A, Some(1232));
+        for (at, byte) in flips {
+            let len = packet.len();
+            packet[at % len] = byte;
+        }
+        let _ = parse(&packet, Transport::Udp, &cfg());
+        let cut = packet.len() / 2;
+        let _ = parse(&packet[..cut], Transport::Udp, &cfg());
+    }
+
+    #[test]
+    fn well_formed_queries_round_trip_within_the_limit(
+        name in name_strategy(),
+        qtype in qtype_strategy(),
+        edns in proptest::option::of(0u16..=u16::MAX),
+        tcp in any::<bool>(),
+        instances in instances_strategy(),
+        seed in any::<u64>(),
+    ) {
+        let c = cfg();
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let req = parse(&query_packet(42, &name, qtype, edns), transport, &c).expect("well-formed queries parse");
+        let data = match req.catalog_read(&c) {
+            Some(CatalogRead::ServiceHealth { .. }) => CatalogData::Services(instances),
+            Some(CatalogRead::Node { .. }) => CatalogData::Node(instances.into_iter().next().map(|h| h.node)),
+            None => CatalogData::Nothing,
+        };
+        let packet = answer(&req, data, &c, &mut ChaCha8Rng::seed_from_u64(seed));
+        prop_assert!(packet.len() <= req.size_max(), "{} > {}", packet.len(), req.size_max());
+        let msg = Message::from_vec(&packet).expect("hickory parses our answer back");
+        prop_assert_eq!(msg.metadata.id, 42);
+        prop_assert_eq!(msg.queries.len(), 1);
+        prop_assert_eq!(msg.edns.is_some(), edns.is_some());
+        if req.lookup == Lookup::OutsideDomain {
+            prop_assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
+        } else {
+            prop_assert!(msg.metadata.authoritative);
+        }
+    }
+}
