@@ -93,6 +93,9 @@ pub struct CheckSpec {
     pub thresholds: Thresholds,
     /// `OutputMaxSize`; `None` for the 4 KiB default.
     pub output_max_bytes: Option<usize>,
+    /// If a check with this ID exists, keep its status and output (a config reload
+    /// re-registers every check from the files and must not make them flap).
+    pub keep_status: bool,
 }
 
 /// What the driver must do.
@@ -512,7 +515,12 @@ impl LocalAgent {
         let deregister_after_ms = (def.deregister_critical_service_after > 0)
             .then_some(def.deregister_critical_service_after / 1_000_000)
             .filter(|_| !check.service_id.is_empty());
-        let critical_since_ms = (check.status == Status::Critical).then_some(now_ms);
+        let mut critical_since_ms = (check.status == Status::Critical).then_some(now_ms);
+        if let Some(old) = self.checks.get(&check.check_id).filter(|_| spec.keep_status) {
+            check.status = old.check.status;
+            check.output = old.check.output.clone();
+            critical_since_ms = old.critical_since_ms;
+        }
         self.forget_check(&check.check_id);
         self.checks.insert(
             check.check_id.clone(),

@@ -387,3 +387,19 @@ fn the_same_seed_gives_the_same_schedule() {
     assert_eq!(schedule(1), schedule(1));
     assert_ne!(schedule(1), schedule(2));
 }
+
+#[test]
+fn a_re_registration_that_keeps_status_does_not_flap() {
+    let mut a = agent();
+    a.register_check(0, ttl_check_named("t")).unwrap();
+    a.update_ttl(0, "t", Status::Passing, "fine".into()).unwrap();
+    drain(&mut a);
+    a.register_check(5, CheckSpec { keep_status: true, ..ttl_check_named("t") }).unwrap();
+    assert_eq!(synced_checks(&drain(&mut a)), [("t".to_string(), Status::Passing, "fine".to_string())]);
+    a.register_check(6, ttl_check_named("t")).unwrap();
+    assert_eq!(synced_checks(&drain(&mut a)), [("t".to_string(), Status::Critical, String::new())]);
+}
+
+fn ttl_check_named(id: &str) -> CheckSpec {
+    CheckSpec { check: HealthCheck { check_id: id.into(), ..Default::default() }, ..ttl_check(10 * SEC) }
+}
