@@ -55,8 +55,15 @@ pub struct AgentConfig {
     /// How long an output-only change of a check may wait before it is synced to the
     /// catalog (`check_update_interval`; Consul's 5 min). 0 syncs every change at once.
     pub check_update_interval_ms: u64,
-    /// The files and directories the config came from, for `legate reload`.
+    /// The period of the full anti-entropy sync before scaling and stagger (a Legate
+    /// setting, `anti_entropy_interval`; Consul fixes it at 1 min).
+    pub anti_entropy_interval_ms: u64,
+    /// The files and directories the config came from.
     pub config_sources: Vec<ConfigSource>,
+    /// The arguments and host name this config was parsed from, so `legate reload` (and
+    /// SIGHUP) can read the same files again.
+    pub args: Vec<String>,
+    pub hostname: String,
 }
 
 /// Where config was read from, in order.
@@ -67,9 +74,11 @@ pub enum ConfigSource {
 }
 
 impl AgentConfig {
-    /// What this agent's check definitions may run.
-    pub fn check_policy(&self) -> CheckPolicy {
-        CheckPolicy { enable_script_checks: self.enable_script_checks || self.enable_local_script_checks }
+    /// What check definitions may run: `enable_script_checks` allows script checks from
+    /// anywhere, `enable_local_script_checks` only from the agent's own config files.
+    pub fn check_policy(&self, from_config_file: bool) -> CheckPolicy {
+        let local = from_config_file && self.enable_local_script_checks;
+        CheckPolicy { enable_script_checks: self.enable_script_checks || local }
     }
 }
 
@@ -106,6 +115,7 @@ struct FileConfig {
     recursors: Option<Vec<String>>,
     dnsconfig: Option<DnsFileConfig>,
     checkupdateinterval: Option<String>,
+    antientropyinterval: Option<String>,
 }
 
 /// The `dns_config` block of a config file.
@@ -149,6 +159,7 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "recursors",
     "dnsconfig",
     "checkupdateinterval",
+    "antientropyinterval",
 ];
 
 /// The `performance` block of a config file.
@@ -238,7 +249,10 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         raft_log_segment_bytes: legate_core::limits::LOG_SEGMENT_MAX_BYTES,
         dns: DnsConfig::default(),
         check_update_interval_ms: CHECK_UPDATE_INTERVAL_DEFAULT_MS,
+        anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_DEFAULT_MS,
         config_sources: Vec::new(),
+        args: args.to_vec(),
+        hostname: hostname.to_string(),
     };
     let mut advertise_set = false;
 
@@ -379,6 +393,9 @@ fn port_of(n: i64, what: &str) -> Result<Option<u16>, String> {
     }
 }
 
+/// Consul's period of the full anti-entropy sync.
+pub const ANTI_ENTROPY_INTERVAL_DEFAULT_MS: u64 = 60_000;
+
 /// Consul's default `check_update_interval`.
 pub const CHECK_UPDATE_INTERVAL_DEFAULT_MS: u64 = 5 * 60_000;
 
@@ -516,6 +533,13 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
         cfg.check_update_interval_ms =
             legate_core::duration::parse_ms(&v).map_err(|e| format!("check_update_interval: {e}"))?;
     }
+    if let Some(v) = f.antientropyinterval {
+        let ms = legate_core::duration::parse_ms(&v).map_err(|e| format!("anti_entropy_interval: {e}"))?;
+        if ms < 1_000 {
+            return Err("anti_entropy_interval must be at least 1s".into());
+        }
+        cfg.anti_entropy_interval_ms = ms;
+    }
     for svc in f.service.into_iter().chain(f.services.unwrap_or_default()) {
         cfg.services.push(json::decode_value(svc).map_err(|e| format!("service: {}", e.message))?);
     }
@@ -631,5 +655,30 @@ mod tests {
             (c.raft_multiplier, c.raft_snapshot_threshold, c.raft_trailing_logs, c.raft_log_segment_bytes),
             (2, 100, 50, 65536)
         );
+    }
+
+    #[test]
+    fn dns_settings_and_check_update_interval() {
+        let c = parse_agent_args(&args("-dev -domain Example.Org -recursor 9.9.9.9:53"), "h").unwrap().unwrap();
+        assert_eq!(
+            (c.dns.domain.as_str(), c.dns.recursors.as_slice()),
+            ("example.org.", &["9.9.9.9:53".to_string()][..])
+        );
+        assert_eq!(c.dns.datacenter, "dc1");
+        assert!(parse_agent_args(&args("-dev -domain a..b"), "h").unwrap_err().contains("invalid domain"));
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        apply_value(
+            &mut c,
+            serde_json::json!({"recursors": ["1.1.1.1"], "check_update_interval": "0s",
+                "dns_config": {"only_passing": true, "node_ttl": "10s", "service_ttl": {"*": "5s", "Web": "30s"},
+                               "allow_stale": false, "max_stale": "5s", "udp_answer_limit": 3}}),
+        )
+        .unwrap();
+        assert_eq!(c.check_update_interval_ms, 0);
+        assert!(c.dns.only_passing && !c.dns.allow_stale);
+        assert_eq!((c.dns.node_ttl_s, c.dns.max_stale_ms, c.dns.udp_answer_limit), (10, 5_000, Some(3)));
+        assert_eq!((c.dns.service_ttl_s["*"], c.dns.service_ttl_s["web"]), (5, 30));
+        let bad = apply_value(&mut c, serde_json::json!({"dns_config": {"node_ttl": "soon"}}));
+        assert!(bad.unwrap_err().contains("node_ttl"));
     }
 }

@@ -266,6 +266,7 @@ impl CheckDef {
             ttl_ms: d.ttl.map(|ns| (ns / 1_000_000).max(1)),
             thresholds: Thresholds::new(d.successbeforepassing, d.failuresbeforewarning, d.failuresbeforecritical),
             output_max_bytes: d.outputmaxsize.filter(|n| *n > 0).map(|n| n as usize),
+            keep_status: false,
         })
     }
 }

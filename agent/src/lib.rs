@@ -5,7 +5,9 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod defs;
+pub mod dns;
 pub mod http;
+pub mod reload;
 pub mod run;
 
 /// The version we report. Clients check `Config.Version` against Consul's numbering, so it

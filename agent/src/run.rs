@@ -8,17 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use legate_core::agent::AgentSettings;
 use legate_core::catalog::Node;
 use legate_core::raft::ServerNode;
 use legate_runtime::api::Api as _;
 use legate_runtime::boot::{self, AgentWire, ServerOptions};
 use legate_runtime::client::Forwarder;
 use legate_runtime::clock::Clock;
-use legate_runtime::local::LocalSync;
+use legate_runtime::local::{CheckExecutor, LocalSync};
 
 use crate::backend::Backend;
 use crate::config::AgentConfig;
 use crate::http::{self, AppState};
+use crate::reload::{self, ConfigOwned};
 
 /// This agent's catalog record.
 fn self_node(cfg: &AgentConfig) -> Node {
@@ -91,7 +93,13 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         // passing) once it reaches the servers, so sessions can be created on its node.
         tokio::spawn(announce_alive(api.clone(), node.clone()));
     }
-    let local = LocalSync::new(node, api.clone(), clock);
+    let settings = AgentSettings {
+        seed: rand::random(),
+        check_update_interval_ms: cfg.check_update_interval_ms,
+        sync_interval_ms: cfg.anti_entropy_interval_ms,
+    };
+    let executor: Arc<dyn CheckExecutor> = Arc::new(legate_runtime::checks::Executor::new());
+    let local = LocalSync::new(node, api.clone(), clock, settings, executor);
     tokio::spawn(local.clone().run());
 
     let http_listener = match cfg.http_port {
@@ -101,24 +109,29 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         }
         None => None,
     };
+    // DNS serves from here on; its bind error is a startup error like HTTP's.
+    let (dns_addr, dns_stats) = match cfg.dns_port {
+        Some(port) => {
+            let server = crate::dns::DnsServer::bind(SocketAddr::new(cfg.client_addr, port), &cfg.dns).await?;
+            let (addr, stats) = (server.local_addr(), server.stats());
+            tokio::spawn(server.serve(api.clone()));
+            (Some(addr), Some(stats))
+        }
+        None => (None, None),
+    };
 
-    let policy = cfg.check_policy();
-    for def in cfg.services.clone() {
-        let (service, check_defs) = def.into_parts()?;
-        let checks = check_defs.into_iter().map(|d| d.into_spec(policy, false)).collect::<Result<Vec<_>, _>>()?;
-        let name = service.service.clone();
-        local
-            .change(|a, now| a.register_service(now, service, checks, false))
-            .await
-            .map_err(|e| format!("service {name:?} from config: {e}"))?;
-    }
-    for def in cfg.checks.clone() {
-        let spec = def.into_spec(policy, false)?;
-        local.change(|a, now| a.register_check(now, spec)).await.map_err(|e| format!("check from config: {e}"))?;
-    }
+    let owned = futures::lock::Mutex::new(ConfigOwned::default());
+    reload::apply(&local, &cfg, &owned).await?;
 
     let leave = Arc::new(tokio::sync::Notify::new());
-    let state = Arc::new(AppState { api: api.clone(), local, config: Arc::new(cfg.clone()), leave: leave.clone() });
+    let state = Arc::new(AppState {
+        api: api.clone(),
+        local,
+        config: Arc::new(cfg.clone()),
+        leave: leave.clone(),
+        owned,
+        dns_stats,
+    });
     println!("==> Legate agent running!");
     println!("           Version: {} (Consul API {})", crate::VERSION, crate::CONSUL_API_VERSION);
     println!("         Node name: '{}'", cfg.node_name);
@@ -128,6 +141,10 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     match &http_listener {
         Some((addr, _)) => println!("          HTTP API: http://{addr}"),
         None => println!("          HTTP API: disabled"),
+    }
+    match dns_addr {
+        Some(addr) => println!("               DNS: udp+tcp://{addr}"),
+        None => println!("               DNS: disabled"),
     }
     if cfg.server && !cfg.dev {
         println!("        Server RPC: {}", SocketAddr::new(cfg.bind_addr, cfg.server_port));
@@ -147,6 +164,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         });
     }
 
+    tokio::spawn(reload_on_hangup(state.clone()));
     tokio::select! {
         biased;
         _ = wait_for_signal() => tracing::info!("caught signal; shutting down"),
@@ -242,6 +260,20 @@ fn settle_node_id(cfg: &AgentConfig) -> Result<String, String> {
         }
     }
     Ok(id)
+}
+
+/// SIGHUP reloads the config files' services and checks, as in Consul.
+async fn reload_on_hangup(state: crate::http::Shared) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use `legate reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("caught SIGHUP; reloading");
+        if let Err(e) = reload::reload(&state.local, &state.config, &state.owned).await {
+            tracing::error!(error = %e, "reload failed; the running config stands");
+        }
+    }
 }
 
 async fn wait_for_signal() {

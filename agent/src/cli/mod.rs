@@ -5,6 +5,7 @@
 mod catalog;
 mod client;
 mod kv;
+mod maint;
 mod members;
 mod operator;
 mod snapshot;
@@ -21,8 +22,10 @@ Available commands are:
     catalog     Interact with the catalog (services, nodes)
     kv          Interact with the key-value store (get, put, delete)
     leave       Gracefully leaves the cluster and shuts the agent down
+    maint       Puts a node or service into maintenance mode (or lists what is)
     members     Lists the members of the cluster
     operator    Cluster operator tools (raft list-peers, raft remove-peer)
+    reload      Makes the agent read its config files again (services and checks)
     snapshot    Saves, restores and inspects snapshots of the cluster's state
     version     Prints the Legate version
 ";
@@ -40,6 +43,8 @@ pub fn run(args: &[String]) -> i32 {
         "members" => members::run(rest),
         "operator" => operator::run_operator(rest),
         "leave" => operator::run_leave(rest),
+        "reload" => maint::run_reload(rest),
+        "maint" => maint::run_maint(rest),
         "snapshot" => snapshot::run(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("Legate v{}", crate::VERSION);

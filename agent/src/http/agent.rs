@@ -153,7 +153,7 @@ pub async fn register_service(State(state): State<Shared>, params: Params, body:
     if service.service.is_empty() {
         return Err(HttpError::bad_request("Missing service name"));
     }
-    let policy = state.config.check_policy();
+    let policy = state.config.check_policy(false);
     let mut checks = Vec::with_capacity(check_defs.len());
     for def in check_defs {
         checks.push(def.into_spec(policy, false).map_err(|e| HttpError::bad_request(format!("Invalid check: {e}")))?);
@@ -179,7 +179,7 @@ pub async fn deregister_service(State(state): State<Shared>, Path(id): Path<Stri
 
 pub async fn register_check(State(state): State<Shared>, body: Bytes) -> HttpResult {
     let def: CheckDef = json::decode(&body)?;
-    let spec = def.into_spec(state.config.check_policy(), false).map_err(HttpError::bad_request)?;
+    let spec = def.into_spec(state.config.check_policy(false), false).map_err(HttpError::bad_request)?;
     state
         .local
         .change(|a, now| a.register_check(now, spec))
@@ -287,4 +287,67 @@ pub async fn health_by_id(State(state): State<Shared>, params: Params, Path(id):
         (mut entries, Some(worst)) if entries.len() == 1 => health_answer(&params, &entries.remove(0), worst),
         _ => Err(HttpError::not_found(format!("ServiceID {id:?} not found"))),
     }
+}
+
+/// `PUT /v1/agent/reload`: reads the config files again and replaces their services and
+/// checks (as SIGHUP does).
+pub async fn reload(State(state): State<Shared>) -> HttpResult {
+    crate::reload::reload(&state.local, &state.config, &state.owned).await.map_err(HttpError::bad_request)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The `enable` and `reason` parameters of the maintenance endpoints.
+fn maintenance_params(params: &Params) -> Result<(bool, String), HttpError> {
+    if params.get("enable").is_none() {
+        return Err(HttpError::bad_request("Missing value for enable"));
+    }
+    let enable = params.bool("enable")?;
+    Ok((enable, params.get("reason").unwrap_or_default().to_string()))
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`: a critical `_node_maintenance` check takes
+/// every service of this node out of DNS and `?passing`.
+pub async fn node_maintenance(State(state): State<Shared>, params: Params) -> HttpResult {
+    let (enable, reason) = maintenance_params(&params)?;
+    state.local.change(|a, now| a.set_node_maintenance(now, enable, &reason)).await;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
+pub async fn service_maintenance(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    let (enable, reason) = maintenance_params(&params)?;
+    state
+        .local
+        .change(|a, now| a.set_service_maintenance(now, &id, enable, &reason))
+        .await
+        .map_err(|_| HttpError::not_found(format!("Unknown service ID: {id}")))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /v1/agent/metrics`, in the shape of Consul's (go-metrics' in-memory sink). Legate's
+/// figures are cumulative since the agent started, so they are reported as gauges.
+pub async fn metrics(State(state): State<Shared>, params: Params) -> HttpResult {
+    let gauge = |name: &str, value: u64| json!({"Name": name, "Value": value, "Labels": {}});
+    let (services, checks) = state.local.read(|a| (a.services().len(), a.checks().count()));
+    let mut gauges = vec![
+        gauge("legate.agent.catalog_writes", state.local.catalog_writes()),
+        gauge("legate.agent.full_syncs", state.local.full_syncs()),
+        gauge("legate.agent.services", services as u64),
+        gauge("legate.agent.checks", checks as u64),
+    ];
+    if let Some(dns) = &state.dns_stats {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        gauges.push(gauge("legate.dns.answered", load(&dns.answered)));
+        gauges.push(gauge("legate.dns.malformed", load(&dns.malformed)));
+        gauges.push(gauge("legate.dns.shed", load(&dns.shed)));
+        gauges.push(gauge("legate.dns.read_errors", load(&dns.read_errors)));
+    }
+    let body = json!({
+        "Timestamp": "",
+        "Gauges": gauges,
+        "Points": [],
+        "Counters": [],
+        "Samples": [],
+    });
+    reply::ok(&params, &body)
 }

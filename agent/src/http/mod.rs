@@ -48,6 +48,10 @@ pub struct AppState {
     pub config: Arc<AgentConfig>,
     /// Notified by `PUT /v1/agent/leave`: the agent shuts down.
     pub leave: Arc<tokio::sync::Notify>,
+    /// The services and checks the config files registered (a reload replaces them).
+    pub owned: futures::lock::Mutex<crate::reload::ConfigOwned>,
+    /// The DNS server's counters, when it runs.
+    pub dns_stats: Option<Arc<crate::dns::DnsStats>>,
 }
 
 /// The agent's own services and checks, synced through its [`Backend`].
@@ -127,6 +131,10 @@ pub fn router(state: Shared) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(snapshot::RESTORE_MAX_BYTES + 1)),
         )
         .route("/agent/self", get(agent::self_info))
+        .route("/agent/reload", put(agent::reload).post(agent::reload))
+        .route("/agent/maintenance", put(agent::node_maintenance).post(agent::node_maintenance))
+        .route("/agent/service/maintenance/{*id}", put(agent::service_maintenance).post(agent::service_maintenance))
+        .route("/agent/metrics", get(agent::metrics))
         .route("/agent/members", get(agent::members))
         .route("/agent/services", get(agent::services))
         .route("/agent/service/{*id}", get(agent::service))
