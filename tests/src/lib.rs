@@ -11,6 +11,7 @@
 //! - [`run_cli`] runs a client command (`legate kv get …`) against an agent.
 
 pub mod cluster;
+pub mod tiny_http;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -209,6 +210,8 @@ impl Http {
 pub struct Agent {
     child: Child,
     pub port: u16,
+    /// The DNS port (UDP and TCP).
+    pub dns_port: u16,
     pub node: String,
     pub log_path: PathBuf,
     http: Http,
@@ -244,8 +247,14 @@ impl Agent {
                 .stderr(log)
                 .env_remove("CONSUL_HTTP_ADDR");
             let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-            let mut agent =
-                Agent { child, port: http, node: node.clone(), log_path: log_path.clone(), http: Http::default() };
+            let mut agent = Agent {
+                child,
+                port: http,
+                dns_port: dns,
+                node: node.clone(),
+                log_path: log_path.clone(),
+                http: Http::default(),
+            };
             match agent.wait_ready() {
                 Ok(()) => return agent,
                 Err(why) => {
@@ -314,6 +323,11 @@ impl Agent {
     /// A fresh client for use from another thread (e.g. a blocking query).
     pub fn client(&self) -> Http {
         self.http.clone()
+    }
+
+    /// The agent's process ID (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the agent wrote to stdout and stderr so far.
