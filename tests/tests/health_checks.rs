@@ -99,7 +99,7 @@ fn script_checks_from_a_config_dir_follow_their_script_and_reload_replaces_them(
     // SIGHUP does the same; a check the files still define keeps its status (no flap).
     std::fs::write(conf.join("web.json"), script_service("web", &dir)).unwrap();
     let writes_before = gauge(&agent, "legate.agent.catalog_writes");
-    let hup = std::process::Command::new("kill").args(["-HUP", &agent.pid().to_string()]).status().unwrap();
+    let hup = std::process::Command::new("sh").args(["-c", &format!("kill -HUP {}", agent.pid())]).status().unwrap();
     assert!(hup.success());
     wait_status(&agent, "web", "web-alive", "passing");
     assert_eq!(catalog_check(&agent, "api", "api-alive").map(|c| c.0).as_deref(), Some("passing"));
