@@ -211,9 +211,20 @@ impl Cluster {
 
     /// Starts a client agent joined to the given servers; waits until it answers with a leader.
     pub fn start_client(&mut self, join: &[usize]) -> usize {
+        self.start_client_with(join, &[])
+    }
+
+    /// Like [`Cluster::start_client`], with extra agent arguments; a `-dns-port` among them
+    /// replaces the default `-dns-port -1`.
+    pub fn start_client_with(&mut self, join: &[usize], extra: &[&str]) -> usize {
         let [http, rpc_port] = free_ports::<2>();
         let name = format!("c{}", self.clients.len() + 1);
         let mut args = base_args(&name, &self.dir, http, rpc_port);
+        if extra.contains(&"-dns-port") {
+            let at = args.iter().position(|a| a == "-dns-port").expect("base args disable DNS");
+            args.drain(at..at + 2);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         for &i in join {
             args.push("-retry-join".into());
             args.push(self.servers[i].rpc_addr());
