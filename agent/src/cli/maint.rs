@@ -52,17 +52,20 @@ pub fn run_maint(args: &[String]) -> i32 {
     if let Some(reason) = m.opt_str("reason") {
         query.push(("reason", reason));
     }
-    let (path, what) = match m.opt_str("service") {
-        Some(id) => (format!("/v1/agent/service/maintenance/{id}"), format!("service {id:?}")),
-        None => ("/v1/agent/maintenance".to_string(), "node".to_string()),
+    let state = if enable { "enabled" } else { "disabled" };
+    let (path, done) = match m.opt_str("service") {
+        Some(id) => {
+            (format!("/v1/agent/service/maintenance/{id}"), format!("Service maintenance is now {state} for {id:?}"))
+        }
+        None => ("/v1/agent/maintenance".to_string(), format!("Node maintenance is now {state}")),
     };
     match client.call("PUT", &path, &query, None) {
         Ok(Some(_)) => {
-            println!("{} maintenance mode for {what}", if enable { "Enabled" } else { "Disabled" });
+            println!("{done}");
             0
         }
         Ok(None) => {
-            eprintln!("Error: no such service: {what}");
+            eprintln!("Error: no such service: {}", m.opt_str("service").unwrap_or_default());
             1
         }
         Err(e) => {
