@@ -54,6 +54,33 @@ impl ServiceHealth {
     }
 }
 
+/// One instance of a service as DNS needs it: where it is reached and how healthy it is, with
+/// nothing else cloned (`ServiceHealth` carries every check and both records in full).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub node: String,
+    pub node_address: String,
+    /// Empty when the service uses the node's address.
+    pub service_address: String,
+    pub port: u16,
+    pub weights: super::Weights,
+    /// The worst status of the instance's checks, node-level ones included.
+    pub status: Status,
+}
+
+impl From<&ServiceHealth> for Endpoint {
+    fn from(h: &ServiceHealth) -> Self {
+        Endpoint {
+            node: h.node.node.clone(),
+            node_address: h.node.address.clone(),
+            service_address: h.service.address.clone(),
+            port: h.service.port,
+            weights: h.service.weights,
+            status: h.status(),
+        }
+    }
+}
+
 /// Filters shared by catalog and health reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
@@ -180,6 +207,33 @@ impl Catalog {
                 ServiceHealth { node: node.clone(), service: service.clone(), checks }
             })
             .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == Status::Passing))
+            .collect();
+        Answer::new(self.service_index_of(&sk), value, vec![WatchKey::Service(sk)])
+    }
+
+    /// A service's instances as DNS answers them; the same instances and status as
+    /// [`Catalog::service_health`], without cloning checks.
+    pub fn service_endpoints(&self, name: &str, filter: &Filter) -> Answer<Vec<Endpoint>> {
+        let sk = name_key(name);
+        let value = self
+            .instances(&sk, filter)
+            .map(|(node, service)| {
+                let nk = name_key(&node.node);
+                let status = self
+                    .checks_of_node(&nk)
+                    .filter(|c| c.service_id.is_empty() || c.service_id == service.id)
+                    .map(|c| c.status)
+                    .max()
+                    .unwrap_or(Status::Passing);
+                Endpoint {
+                    node: node.node.clone(),
+                    node_address: node.address.clone(),
+                    service_address: service.address.clone(),
+                    port: service.port,
+                    weights: service.weights,
+                    status,
+                }
+            })
             .collect();
         Answer::new(self.service_index_of(&sk), value, vec![WatchKey::Service(sk)])
     }
@@ -321,6 +375,11 @@ pub enum Query {
         name: String,
         filter: Filter,
     },
+    /// A service's instances for DNS (lean [`Endpoint`]s).
+    ServiceEndpoints {
+        name: String,
+        filter: Filter,
+    },
     NodeServices {
         node: String,
     },
@@ -356,6 +415,7 @@ pub enum QueryValue {
     Services(BTreeMap<String, Vec<String>>),
     ServiceNodes(Vec<ServiceInstance>),
     ServiceHealth(Vec<ServiceHealth>),
+    Endpoints(Vec<Endpoint>),
     Checks(Vec<HealthCheck>),
     NodeServices(Option<(Node, Vec<Service>)>),
     Session(Option<Session>),
@@ -378,6 +438,7 @@ impl Catalog {
                 self.service_health(name, filter, *passing_only).map(QueryValue::ServiceHealth)
             }
             Query::ServiceChecks { name, filter } => self.service_checks(name, filter).map(QueryValue::Checks),
+            Query::ServiceEndpoints { name, filter } => self.service_endpoints(name, filter).map(QueryValue::Endpoints),
             Query::NodeServices { node } => self.node_services(node).map(QueryValue::NodeServices),
             Query::NodeChecks { node } => self.node_checks(node).map(QueryValue::Checks),
             Query::ChecksInState { state, filter } => self.checks_in_state(*state, filter).map(QueryValue::Checks),

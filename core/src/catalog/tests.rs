@@ -3,7 +3,7 @@
 //!
 //! Each test is one behaviour, written as set-up / act / assert.
 
-use super::query::Filter;
+use super::query::{Endpoint, Filter};
 use super::*;
 use crate::watch::Watchers;
 
@@ -1320,4 +1320,24 @@ fn a_restore_replaces_everything_at_its_own_index_and_later_writes_go_on() {
     fsm.set("a", "3");
     assert_eq!(fsm.catalog.kv_get("a").value.unwrap().modify_index, restore_index + 1);
     fsm.catalog.check_invariants();
+}
+
+#[test]
+fn dns_endpoints_are_the_health_answer_without_the_clones() {
+    let mut fsm = Fsm::new();
+    for n in ["n1", "n2", "n3"] {
+        fsm.register_node(n);
+        fsm.register_service(n, "web", "web");
+    }
+    fsm.register_check("n1", "w1", "web", Status::Passing);
+    fsm.register_check("n2", "w2", "web", Status::Warning);
+    fsm.register_check("n3", "w3", "web", Status::Passing);
+    fsm.register_check("n3", "node-down", "", Status::Critical);
+    let filter = Filter::default();
+    let health = fsm.catalog.service_health("web", &filter, false);
+    let endpoints = fsm.catalog.service_endpoints("web", &filter);
+    assert_eq!(endpoints.index, health.index);
+    assert_eq!(endpoints.value, health.value.iter().map(Endpoint::from).collect::<Vec<_>>());
+    let statuses: Vec<Status> = endpoints.value.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [Status::Passing, Status::Warning, Status::Critical]);
 }

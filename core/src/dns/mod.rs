@@ -202,8 +202,8 @@ impl Request {
     }
 }
 
-/// A catalog read the driver performs for [`answer`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A catalog read the driver performs for [`answer`] (ordered, so a driver can cache by it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CatalogRead {
     /// Every instance of the service with its checks (node checks included), filtered by tag.
     /// Health filtering is done here, not by the read: critical and (with `only_passing`)
@@ -219,7 +219,7 @@ pub enum CatalogData {
     /// No read was asked for.
     Nothing,
     /// The instances of a service ([`CatalogRead::ServiceHealth`]).
-    Services(Vec<crate::catalog::query::ServiceHealth>),
+    Services(Vec<crate::catalog::query::Endpoint>),
     /// The node, if it exists ([`CatalogRead::Node`]).
     Node(Option<crate::catalog::Node>),
 }

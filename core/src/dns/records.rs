@@ -9,7 +9,7 @@ use rand_core::RngCore;
 
 use super::name::ip_hex;
 use super::{DnsConfig, SOA_EXPIRE_S, SOA_MIN_TTL_S, SOA_REFRESH_S, SOA_RETRY_S, SOA_SERIAL};
-use crate::catalog::query::ServiceHealth;
+use crate::catalog::query::Endpoint;
 use crate::catalog::{Node, Status};
 
 /// Bytes of one character-string in a TXT record (its length is one byte).
@@ -27,17 +27,17 @@ pub(super) struct Records {
 }
 
 /// The instances a DNS answer shows: not critical (a critical node check makes every
-/// instance on the node critical, since [`ServiceHealth::status`] includes node checks), and
+/// instance on the node critical, since [`Endpoint::status`] includes node checks), and
 /// not warning either under `only_passing`. Shuffled so that clients spread their load.
 pub(super) fn healthy_shuffled(
-    instances: Vec<ServiceHealth>,
+    instances: Vec<Endpoint>,
     cfg: &DnsConfig,
     rng: &mut impl RngCore,
-) -> Vec<(ServiceHealth, Status)> {
-    let mut shown: Vec<(ServiceHealth, Status)> = instances
+) -> Vec<(Endpoint, Status)> {
+    let mut shown: Vec<(Endpoint, Status)> = instances
         .into_iter()
         .map(|h| {
-            let status = h.status();
+            let status = h.status;
             (h, status)
         })
         .filter(|(_, status)| match status {
@@ -61,11 +61,11 @@ fn shuffle<T>(items: &mut [T], rng: &mut impl RngCore) {
 }
 
 /// Where an instance is reached: the service address if set, else the node's.
-fn instance_address(h: &ServiceHealth) -> &str {
-    if h.service.address.is_empty() {
-        &h.node.address
+fn instance_address(h: &Endpoint) -> &str {
+    if h.service_address.is_empty() {
+        &h.node_address
     } else {
-        &h.service.address
+        &h.service_address
     }
 }
 
@@ -82,12 +82,7 @@ pub(super) fn address_record(owner: &Name, ip: IpAddr, qtype: RecordType, ttl: u
 /// A, AAAA (and ANY: both) of a service's instances. Instances on the same address give one
 /// record: a resolver would collapse duplicates of an RRset anyway. Addresses that are
 /// hostnames give nothing (Consul answers a CNAME there; deferred).
-pub(super) fn service_addresses(
-    owner: &Name,
-    shown: &[(ServiceHealth, Status)],
-    qtype: RecordType,
-    ttl: u32,
-) -> Records {
+pub(super) fn service_addresses(owner: &Name, shown: &[(Endpoint, Status)], qtype: RecordType, ttl: u32) -> Records {
     let mut seen = BTreeSet::new();
     let mut out = Records::default();
     for (h, _) in shown {
@@ -105,21 +100,21 @@ pub(super) fn service_addresses(
 /// service uses the node's address (none of its own, or the same), `<hex>.addr.<dc>.<domain>` when it has an IP of its own
 /// (so two instances on one node with different IPs keep them apart), and the hostname
 /// itself when the address is a hostname (without an additional record: it is not ours).
-pub(super) fn service_srv(owner: &Name, shown: &[(ServiceHealth, Status)], cfg: &DnsConfig, ttl: u32) -> Records {
+pub(super) fn service_srv(owner: &Name, shown: &[(Endpoint, Status)], cfg: &DnsConfig, ttl: u32) -> Records {
     let mut seen_srv = BTreeSet::new();
     let mut seen_target = BTreeSet::new();
     let mut out = Records::default();
     for (h, status) in shown {
         let Some((target, ip)) = srv_target(h, cfg) else { continue };
         let weight = match status {
-            Status::Warning => h.service.weights.warning,
-            _ => h.service.weights.passing,
+            Status::Warning => h.weights.warning,
+            _ => h.weights.passing,
         };
         let weight = u16::try_from(weight).unwrap_or(u16::MAX);
-        if !seen_srv.insert((target.clone(), h.service.port)) {
+        if !seen_srv.insert((target.clone(), h.port)) {
             continue;
         }
-        let srv = SRV::new(1, weight, h.service.port, target.clone());
+        let srv = SRV::new(1, weight, h.port, target.clone());
         out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
         if let Some(ip) = ip {
             if seen_target.insert(target.clone()) {
@@ -130,11 +125,11 @@ pub(super) fn service_srv(owner: &Name, shown: &[(ServiceHealth, Status)], cfg: 
     out
 }
 
-fn srv_target(h: &ServiceHealth, cfg: &DnsConfig) -> Option<(Name, Option<IpAddr>)> {
+fn srv_target(h: &Endpoint, cfg: &DnsConfig) -> Option<(Name, Option<IpAddr>)> {
     let address = instance_address(h);
     match address.parse::<IpAddr>() {
-        Ok(ip) if h.service.address.is_empty() || h.service.address == h.node.address => {
-            Some((under_domain(&[&h.node.node, "node", &cfg.datacenter], cfg)?, Some(ip)))
+        Ok(ip) if h.service_address.is_empty() || h.service_address == h.node_address => {
+            Some((under_domain(&[&h.node, "node", &cfg.datacenter], cfg)?, Some(ip)))
         }
         Ok(ip) => Some((under_domain(&[&ip_hex(ip), "addr", &cfg.datacenter], cfg)?, Some(ip))),
         Err(_) => {

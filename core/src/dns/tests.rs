@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::wire::query_packet;
 use super::*;
-use crate::catalog::query::ServiceHealth;
+use crate::catalog::query::{Endpoint, ServiceHealth};
 use crate::catalog::{HealthCheck, Node, Service, Status, Weights};
 
 fn cfg() -> DnsConfig {
@@ -32,6 +32,10 @@ fn check(node: &str, service_id: &str, status: Status) -> HealthCheck {
 }
 
 /// An instance of `web` on node `n<i>` at 10.0.0.<i>, port 8000+i, with one check.
+fn endpoints(instances: &[ServiceHealth]) -> Vec<Endpoint> {
+    instances.iter().map(Endpoint::from).collect()
+}
+
 fn web(i: u8, status: Status) -> ServiceHealth {
     let name = format!("n{i}");
     let service = Service {
@@ -63,7 +67,7 @@ fn decode(packet: &[u8]) -> Message {
 }
 
 fn answer_services(req: &Request, instances: Vec<ServiceHealth>, cfg: &DnsConfig) -> Message {
-    decode(&answer(req, CatalogData::Services(instances), cfg, &mut rng()))
+    decode(&answer(req, CatalogData::Services(endpoints(&instances)), cfg, &mut rng()))
 }
 
 fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
@@ -284,7 +288,7 @@ fn answers_are_shuffled_by_the_rng() {
     let instances: Vec<ServiceHealth> = (1..=20).map(|i| web(i, Status::Passing)).collect();
     let order = |seed| {
         let packet =
-            answer(&req, CatalogData::Services(instances.clone()), &cfg(), &mut ChaCha8Rng::seed_from_u64(seed));
+            answer(&req, CatalogData::Services(endpoints(&instances)), &cfg(), &mut ChaCha8Rng::seed_from_u64(seed));
         decode(&packet).answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>()
     };
     assert_eq!(order(1), order(1), "one seed, one order");
@@ -372,7 +376,7 @@ fn many(n: u8) -> Vec<ServiceHealth> {
 #[test]
 fn udp_without_edns_fits_512_and_sets_tc() {
     let req = udp("web.service.consul.", RecordType::A);
-    let packet = answer(&req, CatalogData::Services(many(60)), &cfg(), &mut rng());
+    let packet = answer(&req, CatalogData::Services(endpoints(&many(60))), &cfg(), &mut rng());
     assert!(packet.len() <= 512, "{}", packet.len());
     let msg = decode(&packet);
     assert!(msg.metadata.truncation && !msg.answers.is_empty() && msg.answers.len() < 60);
@@ -383,7 +387,7 @@ fn udp_without_edns_fits_512_and_sets_tc() {
 fn edns_size_is_honoured_and_opt_echoed() {
     let c = cfg();
     let req = ask("web.service.consul.", RecordType::A, Transport::Udp, Some(4096), &c);
-    let msg = decode(&answer(&req, CatalogData::Services(many(60)), &c, &mut rng()));
+    let msg = decode(&answer(&req, CatalogData::Services(endpoints(&many(60))), &c, &mut rng()));
     assert!(!msg.metadata.truncation && msg.answers.len() == 60 && msg.edns.is_some());
     let small = ask("web.service.consul.", RecordType::A, Transport::Udp, Some(100), &c);
     assert_eq!(small.size_max(), 512, "an advertisement below 512 means 512");
@@ -395,7 +399,7 @@ fn edns_size_is_honoured_and_opt_echoed() {
 fn tcp_takes_everything() {
     let c = cfg();
     let req = ask("web.service.consul.", RecordType::A, Transport::Tcp, None, &c);
-    let msg = decode(&answer(&req, CatalogData::Services(many(200)), &c, &mut rng()));
+    let msg = decode(&answer(&req, CatalogData::Services(endpoints(&many(200))), &c, &mut rng()));
     assert_eq!((msg.answers.len(), msg.metadata.truncation), (200, false));
 }
 
@@ -511,7 +515,7 @@ proptest! {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let req = parse(&query_packet(42, &name, qtype, edns), transport, &c).expect("well-formed queries parse");
         let data = match req.catalog_read(&c) {
-            Some(CatalogRead::ServiceHealth { .. }) => CatalogData::Services(instances),
+            Some(CatalogRead::ServiceHealth { .. }) => CatalogData::Services(endpoints(&instances)),
             Some(CatalogRead::Node { .. }) => CatalogData::Node(instances.into_iter().next().map(|h| h.node)),
             None => CatalogData::Nothing,
         };

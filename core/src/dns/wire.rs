@@ -191,6 +191,12 @@ fn encode_fitted(mut msg: Message, req: &Request, cfg: &DnsConfig) -> Vec<u8> {
         }
     }
     msg.answers.truncate(super::ANSWER_RECORDS_MAX);
+    // The common case: everything fits, encoded once with nothing copied.
+    if let Ok(packet) = msg.to_vec() {
+        if packet.len() <= limit {
+            return packet;
+        }
+    }
     let (answers, authorities, additionals) =
         (std::mem::take(&mut msg.answers), std::mem::take(&mut msg.authorities), std::mem::take(&mut msg.additionals));
     // Records in the order they are kept; a prefix of this list is what gets sent.
@@ -201,6 +207,7 @@ fn encode_fitted(mut msg: Message, req: &Request, cfg: &DnsConfig) -> Vec<u8> {
         .chain(additionals.into_iter().map(|r| (Section::Additional, r)))
         .collect();
     let total = ordered.len();
+    msg.metadata.truncation = true;
     let with_prefix = |kept: usize| -> Option<Vec<u8>> {
         let mut m = msg.clone();
         for (section, record) in &ordered[..kept] {
@@ -210,14 +217,11 @@ fn encode_fitted(mut msg: Message, req: &Request, cfg: &DnsConfig) -> Vec<u8> {
                 Section::Additional => m.additionals.push(record.clone()),
             }
         }
-        m.metadata.truncation = msg.metadata.truncation || kept < total;
         m.to_vec().ok().filter(|p| p.len() <= limit)
     };
-    if let Some(all) = with_prefix(total) {
-        return all;
-    }
-    // Size grows with the prefix, so the longest prefix that fits is found by bisection:
-    // `fits` always fits (or is 0), `over` never does.
+    // Not everything fits, so TC is set whatever is kept. Size grows with the prefix, so the
+    // longest prefix that fits is found by bisection: `fits` always fits (or is 0), `over`
+    // never does.
     let (mut fits, mut over) = (0usize, total);
     while over - fits > 1 {
         let mid = fits + (over - fits) / 2;
