@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
+use crate::dns_cache::DnsCache;
+
 /// Queries being answered at once, over both transports; a UDP query beyond this is dropped
 /// (the client retries), a TCP one waits for [`PERMIT_WAIT`].
 pub const CONCURRENT_QUERIES_MAX: usize = 256;
@@ -62,6 +64,8 @@ pub struct DnsStats {
     pub shed: AtomicU64,
     /// Catalog reads that failed (answered SERVFAIL).
     pub read_errors: AtomicU64,
+    /// Queries answered from the cache, without a catalog read.
+    pub cache_hits: AtomicU64,
 }
 
 /// Bound sockets, before serving.
@@ -98,6 +102,7 @@ impl DnsServer {
     pub async fn serve<A: Api>(self, api: A) {
         let ctx = Arc::new(Ctx {
             api,
+            cache: DnsCache::new(self.cfg.max_stale_ms),
             cfg: self.cfg,
             recursors: self.recursors,
             stats: self.stats,
@@ -125,6 +130,7 @@ fn recursor_addr(entry: &str) -> Result<SocketAddr, String> {
 struct Ctx<A> {
     api: A,
     cfg: DnsConfig,
+    cache: DnsCache,
     recursors: Vec<SocketAddr>,
     stats: Arc<DnsStats>,
     queries: Arc<Semaphore>,
@@ -249,7 +255,7 @@ async fn respond<A: Api>(ctx: &Ctx<A>, packet: &[u8], transport: Transport) -> O
     }
     let data = match req.catalog_read(&ctx.cfg) {
         None => CatalogData::Nothing,
-        Some(read) => match read_catalog(ctx, read).await {
+        Some(read) => match catalog_data(ctx, read).await {
             Ok(data) => data,
             Err(e) => {
                 ctx.stats.read_errors.fetch_add(1, Ordering::Relaxed);
@@ -261,27 +267,53 @@ async fn respond<A: Api>(ctx: &Ctx<A>, packet: &[u8], transport: Transport) -> O
     Some(dns::answer(&req, data, &ctx.cfg, &mut rand::rng()))
 }
 
+/// The catalog query that answers a [`CatalogRead`].
+pub(crate) fn query_of(read: &CatalogRead) -> Query {
+    match read {
+        CatalogRead::ServiceHealth { name, tag } => Query::ServiceEndpoints {
+            name: name.clone(),
+            filter: Filter { tags: tag.iter().cloned().collect(), ..Filter::default() },
+        },
+        CatalogRead::Node { name } => Query::NodeServices { node: name.clone() },
+    }
+}
+
+/// The catalog's answer as core's DNS takes it.
+pub(crate) fn data_of(value: QueryValue) -> Result<CatalogData, ReadError> {
+    match value {
+        QueryValue::Endpoints(instances) => Ok(CatalogData::Services(instances)),
+        QueryValue::NodeServices(found) => Ok(CatalogData::Node(found.map(|(node, _)| node))),
+        _ => Err(ReadError::Internal("the catalog answered another kind of read".into())),
+    }
+}
+
+/// What core asked for: from the cache when stale reads are allowed and the name was asked
+/// recently, else read (and, with stale reads allowed, cached and kept current from then on).
+async fn catalog_data<A: Api>(ctx: &Ctx<A>, read: CatalogRead) -> Result<CatalogData, ReadError> {
+    if ctx.cfg.allow_stale {
+        if let Some(data) = ctx.cache.get(&read) {
+            ctx.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
+    }
+    let (data, index) = read_catalog(ctx, &read).await?;
+    if ctx.cfg.allow_stale {
+        ctx.cache.insert(&ctx.api, read, data.clone(), index);
+    }
+    Ok(data)
+}
+
 /// Reads what core asked for. With `allow_stale` any server answers, unless its data is
 /// older than `max_stale`: then the leader is asked.
-async fn read_catalog<A: Api>(ctx: &Ctx<A>, read: CatalogRead) -> Result<CatalogData, ReadError> {
-    let query = match read {
-        CatalogRead::ServiceHealth { name, tag } => Query::ServiceHealth {
-            name,
-            filter: Filter { tags: tag.into_iter().collect(), ..Filter::default() },
-            passing_only: false,
-        },
-        CatalogRead::Node { name } => Query::NodeServices { node: name },
-    };
+async fn read_catalog<A: Api>(ctx: &Ctx<A>, read: &CatalogRead) -> Result<(CatalogData, u64), ReadError> {
+    let query = query_of(read);
     let consistency = if ctx.cfg.allow_stale { Consistency::Stale } else { Consistency::Default };
     let mut result = read_once(ctx, consistency, query.clone()).await?;
     if consistency == Consistency::Stale && result.last_contact_ms > ctx.cfg.max_stale_ms {
         result = read_once(ctx, Consistency::Default, query).await?;
     }
-    match result.answer.value {
-        QueryValue::ServiceHealth(instances) => Ok(CatalogData::Services(instances)),
-        QueryValue::NodeServices(found) => Ok(CatalogData::Node(found.map(|(node, _)| node))),
-        _ => Err(ReadError::Internal("the catalog answered another kind of read".into())),
-    }
+    let index = result.answer.index;
+    Ok((data_of(result.answer.value)?, index))
 }
 
 async fn read_once<A: Api>(

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod defs;
 pub mod dns;
+pub mod dns_cache;
 pub mod http;
 pub mod reload;
 pub mod run;

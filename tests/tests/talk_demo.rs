@@ -107,5 +107,14 @@ fn unhealthy_instances_vanish_from_dig_and_passing_and_come_back() {
 
     // The same over TCP.
     assert_eq!(web_addresses(&agent, &["+tcp"]).len(), 4);
+
+    // Every change above reached DNS through its cache (kept current by blocking queries),
+    // not through a catalog read per query.
+    let metrics = agent.get("/v1/agent/metrics").json();
+    let hits = metrics["Gauges"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["Name"] == "legate.dns.cache_hits"))
+        .and_then(|g| g["Value"].as_u64());
+    assert!(hits.is_some_and(|n| n > 10), "DNS cache hits: {metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -341,6 +341,7 @@ pub async fn metrics(State(state): State<Shared>, params: Params) -> HttpResult 
         gauges.push(gauge("legate.dns.malformed", load(&dns.malformed)));
         gauges.push(gauge("legate.dns.shed", load(&dns.shed)));
         gauges.push(gauge("legate.dns.read_errors", load(&dns.read_errors)));
+        gauges.push(gauge("legate.dns.cache_hits", load(&dns.cache_hits)));
     }
     let body = json!({
         "Timestamp": "",
