@@ -295,12 +295,7 @@ impl LocalAgent {
             spec.check.check_id = spec.check.name.clone();
         }
         let check = self.insert_check(now_ms, spec, &service);
-        self.sync(Registration {
-            node: self.node.clone(),
-            skip_node_update: false,
-            service: None,
-            checks: vec![check],
-        });
+        self.sync_check(check);
         Ok(())
     }
 
@@ -447,12 +442,7 @@ impl LocalAgent {
         if local.output_sync_at_ms.is_some_and(|at| at <= now_ms) {
             local.output_sync_at_ms = None;
             let check = local.check.clone();
-            self.sync(Registration {
-                node: self.node.clone(),
-                skip_node_update: false,
-                service: None,
-                checks: vec![check],
-            });
+            self.sync_check(check);
         }
         let local = &self.checks[id];
         let reap =
@@ -489,12 +479,7 @@ impl LocalAgent {
         local.check.output = output;
         local.output_sync_at_ms = None;
         let check = local.check.clone();
-        self.sync(Registration {
-            node: self.node.clone(),
-            skip_node_update: false,
-            service: None,
-            checks: vec![check],
-        });
+        self.sync_check(check);
     }
 
     fn insert_check(&mut self, now_ms: u64, spec: CheckSpec, service: &Service) -> HealthCheck {
@@ -586,6 +571,16 @@ impl LocalAgent {
         } else {
             self.rng.next_u64() % max_ms
         }
+    }
+
+    /// Syncs one check's record.
+    fn sync_check(&mut self, check: HealthCheck) {
+        self.sync(Registration {
+            node: self.node.clone(),
+            skip_node_update: false,
+            service: None,
+            checks: vec![check],
+        });
     }
 
     fn sync(&mut self, reg: Registration) {
