@@ -406,6 +406,12 @@ fn without_a_quorum_requests_fail_with_no_cluster_leader_and_stale_reads_still_a
             c.servers[i].kill9();
         }
     }
+    // Until its election timeout passes the survivor still names the dead leader, and a
+    // write forwarded to it in that window fails with the RPC error (as Consul's does: the
+    // frame may have been sent, so it is not retried). Once the survivor knows it has no
+    // leader, a write waits for one.
+    let survivor_ref = &c.servers[survivor];
+    assert!(wait_until(Duration::from_secs(10), || survivor_ref.leader().is_none()), "the survivor loses its leader");
     let started = std::time::Instant::now();
     let r = c.servers[survivor].try_request("PUT", "/v1/kv/q", Some(b"lost")).unwrap();
     let waited = started.elapsed();
