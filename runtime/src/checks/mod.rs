@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use legate_core::agent::{CheckKind, CheckResult, CheckRun};
 use legate_core::catalog::Status;
+use legate_core::limits;
 use tokio::time::Instant;
 use tokio_rustls::rustls::ClientConfig;
 
@@ -38,12 +39,6 @@ use self::tcp::run_tcp;
 mod http;
 mod script;
 mod tcp;
-
-/// Consul's script timeout when a run carries none (`timeout_ms` 0).
-const SCRIPT_TIMEOUT_DEFAULT_MS: u64 = 30_000;
-
-/// Consul's HTTP and TCP timeout when a run carries none (`timeout_ms` 0).
-const NETWORK_TIMEOUT_DEFAULT_MS: u64 = 10_000;
 
 /// After a timed-out script's group is killed: how long to wait to reap the child and to read
 /// what is left in the pipe. SIGKILL cannot be caught, so this is only the kernel's time.
@@ -85,7 +80,9 @@ impl Executor {
     pub async fn execute(&self, run: &CheckRun) -> CheckResult {
         let max = run.output_max_bytes;
         match &run.kind {
-            CheckKind::Script { args } => run_script(args, timeout(run, SCRIPT_TIMEOUT_DEFAULT_MS), max).await,
+            CheckKind::Script { args } => {
+                run_script(args, timeout(run, limits::CHECK_SCRIPT_TIMEOUT_DEFAULT_MS), max).await
+            }
             CheckKind::Http { url, method, header, body, tls_skip_verify, tls_server_name } => {
                 let req = HttpCheck {
                     url,
@@ -95,9 +92,9 @@ impl Executor {
                     tls_skip_verify: *tls_skip_verify,
                     tls_server_name,
                 };
-                self.run_http(&req, timeout(run, NETWORK_TIMEOUT_DEFAULT_MS), max).await
+                self.run_http(&req, timeout(run, limits::CHECK_NETWORK_TIMEOUT_DEFAULT_MS), max).await
             }
-            CheckKind::Tcp { addr } => run_tcp(addr, timeout(run, NETWORK_TIMEOUT_DEFAULT_MS)).await,
+            CheckKind::Tcp { addr } => run_tcp(addr, timeout(run, limits::CHECK_NETWORK_TIMEOUT_DEFAULT_MS)).await,
         }
     }
 }
