@@ -24,6 +24,7 @@ pub mod agent;
 pub mod catalog;
 pub mod dns;
 pub mod duration;
+pub mod gossip;
 pub mod leader;
 pub mod limits;
 pub mod plant;
