@@ -22,6 +22,7 @@ pub mod checks;
 pub mod client;
 pub mod clock;
 pub mod disk;
+pub mod gossip;
 pub mod join;
 pub mod local;
 pub mod rpc;

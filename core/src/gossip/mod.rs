@@ -50,7 +50,7 @@ mod tests;
 
 pub use config::Config;
 pub use member::{Member, MemberState, MemberStatus};
-pub use wire::WireError;
+pub use wire::{WireError, STREAM_SIZE_MAX_BYTES, TAGS_SIZE_MAX_BYTES};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
