@@ -29,5 +29,6 @@ pub mod leader;
 pub mod limits;
 pub mod plant;
 pub mod raft;
+pub mod reconcile;
 pub mod storage;
 pub mod watch;
