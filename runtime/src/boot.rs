@@ -125,8 +125,11 @@ pub async fn start_dev_server(node: Node, rpc_addr: String, clock: Clock) -> Res
     Ok(server)
 }
 
+/// The servers of this datacenter a server knows of right now.
+pub type Discover = Arc<dyn Fn() -> Vec<ServerNode> + Send + Sync>;
+
 /// What a real server needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Its catalog record (the node name is also its Raft name).
     pub node: Node,
@@ -140,8 +143,8 @@ pub struct ServerOptions {
     pub raft_dir: PathBuf,
     /// Bootstrap once this many servers have met (0: never bootstrap; join a cluster).
     pub bootstrap_expect: u32,
-    /// RPC addresses of other servers (`host:port`).
-    pub join: Vec<String>,
+    /// The other servers known right now (from gossip), asked again each bootstrap round.
+    pub discover: Discover,
     pub tuning: RaftTuning,
 }
 
@@ -184,7 +187,7 @@ pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServ
         }
     };
     tokio::spawn(tcp::serve(listener, Handshake::new(&datacenter), handler));
-    let join = opts.join.iter().map(|a| ServerNode { name: a.clone(), rpc_addr: a.clone() }).collect();
-    tokio::spawn(crate::join::join_loop(server.clone(), wire, opts.bootstrap_expect, join));
+    let discover = opts.discover.clone();
+    tokio::spawn(crate::join::join_loop(server.clone(), wire, opts.bootstrap_expect, move || discover()));
     Ok(server)
 }

@@ -62,6 +62,16 @@ impl<W: Wire> Forwarder<W> {
         self.inner.servers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Replaces the known servers (a client agent follows the servers its gossip pool sees).
+    pub fn set_servers(&self, servers: Vec<ServerNode>) {
+        let mut known = self.inner.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if *known != servers {
+            tracing::info!(servers = ?servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "servers changed");
+            *known = servers;
+            self.inner.preferred.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Replaces the known servers with the voters of `status` (when it names any).
     pub fn learn(&self, status: &RaftStatus) {
         let voters: Vec<ServerNode> = status.servers.iter().filter(|s| s.voter).map(|s| s.node.clone()).collect();
@@ -81,7 +91,9 @@ impl<W: Wire> Forwarder<W> {
     async fn call(&self, call: ClientCall, timeout_ms: u64, idempotent: bool) -> Result<ServerResponse, Failure> {
         let servers = self.servers();
         if servers.is_empty() {
-            return Err(Failure::Unreachable("no server known: set -retry-join".into()));
+            return Err(Failure::Unreachable(
+                "No known Consul servers (join the cluster with -retry-join or `legate join`)".into(),
+            ));
         }
         let first = self.inner.preferred.load(Ordering::Relaxed);
         let mut errors = Vec::new();

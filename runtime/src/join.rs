@@ -2,8 +2,9 @@
 //! joins the cluster that exists. Generic over the runtime and the wire, so the simulator runs
 //! it (servers started with a bootstrap expectation rather than a fixed voter set).
 //!
-//! A server with no Raft state says hello ([`Rpc::Hello`]) to every join address once a
-//! second. When a server it reaches is already in a cluster, it waits for that cluster's
+//! A server with no Raft state says hello ([`Rpc::Hello`]) to every server it knows of once a
+//! second: the agent passes the servers its LAN gossip pool has seen (members tagged
+//! `role=consul` of its datacenter), the simulator a fixed list. When a server it reaches is already in a cluster, it waits for that cluster's
 //! leader to replicate to it, asking the leader to add it as a voter if it is not in the
 //! configuration yet. Otherwise, once it has seen `bootstrap_expect` servers (itself included),
 //! it initializes Raft with all of them as voters; the others do the same with the same set,
@@ -24,12 +25,14 @@ pub const JOIN_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one hello may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Says hello to the join addresses until this server is in a cluster (see the module docs).
-pub async fn join_loop<Rt, T, W>(server: Server<Rt, T>, wire: W, bootstrap_expect: u32, join: Vec<ServerNode>)
+/// Says hello to the servers `discover` names until this server is in a cluster (see the
+/// module docs). `discover` is asked again every round.
+pub async fn join_loop<Rt, T, W, D>(server: Server<Rt, T>, wire: W, bootstrap_expect: u32, discover: D)
 where
     Rt: AsyncRuntime,
     T: Transport,
     W: Wire<C = TypeConfig<Rt>>,
+    D: Fn() -> Vec<ServerNode> + Send + 'static,
 {
     let raft_id = server.config().raft_id;
     let me = ServerInfo::of(&server, bootstrap_expect).node;
@@ -46,7 +49,7 @@ where
         let hello = Box::new(ServerInfo::of(&server, bootstrap_expect));
         let mut seen: BTreeMap<u64, ServerNode> = BTreeMap::from([(raft_id, me.clone())]);
         let mut cluster: Option<ServerInfo> = None;
-        for target in &join {
+        for target in &discover() {
             let addr = &target.rpc_addr;
             match wire.call(target, Rpc::Hello(hello.clone()), HELLO_TIMEOUT).await {
                 Ok(RpcReply::Hello(info)) => {

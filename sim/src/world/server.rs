@@ -109,9 +109,9 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
     );
     madsim::task::spawn(server.clone().run_duties());
     if let Some(expect) = spec.bootstrap_expect {
-        let join = spec.members.values().filter(|m| m.name != spec.name).cloned().collect();
+        let join: Vec<_> = spec.members.values().filter(|m| m.name != spec.name).cloned().collect();
         let wire = SimWire { endpoint: endpoint.clone() };
-        madsim::task::spawn(legate_runtime::join::join_loop(server.clone(), wire, expect, join));
+        madsim::task::spawn(legate_runtime::join::join_loop(server.clone(), wire, expect, move || join.clone()));
     }
     observer.started(spec.raft_id, server.clone(), log);
 
