@@ -41,7 +41,11 @@ pub struct AgentConfig {
     pub services: Vec<ServiceDef>,
     pub checks: Vec<CheckDef>,
     pub log_level: String,
+    /// LAN gossip addresses to join (`-join`, `-retry-join`; port 8301 unless given).
     pub retry_join: Vec<String>,
+    /// WAN gossip addresses of other datacenters' servers (`-join-wan`, `-retry-join-wan`;
+    /// port 8302 unless given).
+    pub retry_join_wan: Vec<String>,
     /// Scales Raft's timers (1 fastest; Consul's default 5).
     pub raft_multiplier: u32,
     /// Snapshot (and compact the log) every this many applied entries.
@@ -103,6 +107,7 @@ struct FileConfig {
     nodemeta: Option<BTreeMap<String, String>>,
     loglevel: Option<String>,
     retryjoin: Option<Vec<String>>,
+    retryjoinwan: Option<Vec<String>>,
     performance: Option<Performance>,
     raftsnapshotthreshold: Option<u64>,
     rafttrailinglogs: Option<u64>,
@@ -147,6 +152,7 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "nodemeta",
     "loglevel",
     "retryjoin",
+    "retryjoinwan",
     "performance",
     "raftsnapshotthreshold",
     "rafttrailinglogs",
@@ -191,6 +197,8 @@ fn agent_options() -> Options {
     o.optmulti("", "config-file", "A JSON config file to load (repeatable).", "FILE");
     o.optmulti("", "config-dir", "A directory of JSON config files to load (repeatable).", "DIR");
     o.optmulti("", "join", "Address of an agent to join at start (repeatable).", "ADDR");
+    o.optmulti("", "join-wan", "Address of another datacenter's server to join over the WAN (repeatable).", "ADDR");
+    o.optmulti("", "retry-join-wan", "Like -join-wan, retrying until it succeeds (repeatable).", "ADDR");
     o.optmulti("", "retry-join", "Address of an agent to join, retrying (repeatable).", "ADDR");
     o.optopt("", "domain", "DNS domain to serve (default consul.).", "DOMAIN");
     o.optmulti("", "recursor", "Upstream DNS server for names outside the domain (repeatable).", "ADDR");
@@ -243,6 +251,7 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         checks: Vec::new(),
         log_level: "info".into(),
         retry_join: Vec::new(),
+        retry_join_wan: Vec::new(),
         raft_multiplier: legate_runtime::boot::RAFT_MULTIPLIER_DEFAULT,
         raft_snapshot_threshold: legate_runtime::boot::SNAPSHOT_THRESHOLD,
         raft_trailing_logs: legate_runtime::boot::TRAILING_LOGS,
@@ -327,6 +336,8 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
     cfg.dns.recursors.extend(m.opt_strs("recursor"));
     cfg.retry_join.extend(m.opt_strs("join"));
     cfg.retry_join.extend(m.opt_strs("retry-join"));
+    cfg.retry_join_wan.extend(m.opt_strs("join-wan"));
+    cfg.retry_join_wan.extend(m.opt_strs("retry-join-wan"));
 
     if !advertise_set && !cfg.bind_addr.is_unspecified() {
         cfg.advertise_addr = cfg.bind_addr;
@@ -369,9 +380,6 @@ fn validate(cfg: &AgentConfig) -> Result<(), String> {
     }
     if cfg.server && cfg.bootstrap_expect == 0 && cfg.retry_join.is_empty() {
         return Err("a server needs -bootstrap-expect N (to form a cluster) or -retry-join (to join one)".into());
-    }
-    if !cfg.server && cfg.retry_join.is_empty() {
-        return Err("a client agent needs -retry-join with a server's address".into());
     }
     Ok(())
 }
@@ -520,6 +528,9 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     if let Some(v) = f.retryjoin {
         cfg.retry_join.extend(v);
     }
+    if let Some(v) = f.retryjoinwan {
+        cfg.retry_join_wan.extend(v);
+    }
     if let Some(v) = f.domain {
         cfg.dns.domain = v;
     }
@@ -638,7 +649,8 @@ mod tests {
         assert_eq!(c.retry_join, ["10.0.0.3", "10.0.0.2"]);
         let err = |a: &str| parse_agent_args(&args(a), "h").unwrap_err();
         assert!(err("-server -bootstrap-expect 3").contains("data_dir is required"));
-        assert!(err("-data-dir /tmp/x").contains("-retry-join"));
+        let client = parse_agent_args(&args("-data-dir /tmp/x"), "h").unwrap().unwrap();
+        assert!(client.retry_join.is_empty(), "a client agent may start alone and be joined later");
         assert!(err("-data-dir /tmp/x -bootstrap-expect 3 -retry-join a").contains("add -server"));
         assert!(err("-server -data-dir /tmp/x").contains("-bootstrap-expect"));
         assert!(err("-dev -raft-multiplier 11").contains("raft_multiplier"));

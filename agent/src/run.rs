@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use legate_core::agent::AgentSettings;
 use legate_core::catalog::Node;
-use legate_core::raft::ServerNode;
-use legate_runtime::api::Api as _;
 use legate_runtime::boot::{self, AgentWire, ServerOptions};
 use legate_runtime::client::Forwarder;
 use legate_runtime::clock::Clock;
@@ -19,6 +17,7 @@ use legate_runtime::local::{CheckExecutor, LocalSync};
 
 use crate::backend::Backend;
 use crate::config::AgentConfig;
+use crate::gossip;
 use crate::http::{self, AppState};
 use crate::reload::{self, ConfigOwned};
 
@@ -46,8 +45,8 @@ fn self_node(cfg: &AgentConfig) -> Node {
     }
 }
 
-/// How often a client agent refreshes its list of servers.
-const SERVER_REFRESH: Duration = Duration::from_secs(30);
+/// How long a graceful leave waits for its news to spread.
+pub const LEAVE_PROPAGATE_MAX: Duration = Duration::from_secs(5);
 
 /// Runs the agent until SIGINT, SIGTERM or a graceful leave.
 pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
@@ -59,7 +58,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let clock = Clock::default();
     let node = self_node(&cfg);
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
-    let join: Vec<String> = cfg.retry_join.iter().map(|a| with_default_port(a, DEFAULT_SERVER_PORT)).collect();
+    let pools = gossip::start(&cfg).await?;
     let api = if cfg.dev {
         let server = boot::start_dev_server(node.clone(), rpc_addr, clock).await?;
         server.wait_registered(&node.node).await?;
@@ -73,7 +72,10 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
             rpc_advertise: rpc_addr,
             raft_dir: data_dir.join("raft"),
             bootstrap_expect: cfg.bootstrap_expect,
-            join,
+            discover: {
+                let (lan, dc) = (pools.lan.clone(), cfg.datacenter.clone());
+                Arc::new(move || gossip::servers_of(&lan.members(), &dc))
+            },
             tuning: boot::RaftTuning {
                 multiplier: cfg.raft_multiplier,
                 snapshot_threshold: cfg.raft_snapshot_threshold,
@@ -83,15 +85,17 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         };
         Backend::Server(boot::start_server(opts, clock).await?)
     } else {
-        let servers = join.iter().map(|a| ServerNode { name: a.clone(), rpc_addr: a.clone() }).collect();
-        let forwarder = Forwarder::new(AgentWire::new(&cfg.datacenter), servers);
-        tokio::spawn(refresh_servers(forwarder.clone()));
+        let forwarder = Forwarder::new(AgentWire::new(&cfg.datacenter), Vec::new());
+        tokio::spawn(gossip::follow_servers(forwarder.clone(), pools.lan.clone(), cfg.datacenter.clone()));
         Backend::Client(forwarder)
     };
-    if !cfg.dev {
-        // Until gossip membership lands, an agent announces itself alive (`serfHealth`
-        // passing) once it reaches the servers, so sessions can be created on its node.
-        tokio::spawn(announce_alive(api.clone(), node.clone()));
+    if let Some(server) = api.server() {
+        tokio::spawn(gossip::reconcile_loop(server.clone(), pools.lan.clone(), cfg.datacenter.clone()));
+    }
+    tokio::spawn(gossip::warn_foreign_servers(pools.lan.clone(), cfg.datacenter.clone()));
+    tokio::spawn(gossip::retry_join(pools.lan.clone(), cfg.retry_join.clone()));
+    if let Some(wan) = &pools.wan {
+        tokio::spawn(gossip::retry_join(wan.clone(), cfg.retry_join_wan.clone()));
     }
     let settings = AgentSettings {
         seed: rand::random(),
@@ -131,12 +135,17 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         leave: leave.clone(),
         owned,
         dns_stats,
+        pools: pools.clone(),
     });
     println!("==> Legate agent running!");
     println!("           Version: {} (Consul API {})", crate::VERSION, crate::CONSUL_API_VERSION);
     println!("         Node name: '{}'", cfg.node_name);
     println!("           Node ID: '{}'", cfg.node_id);
     println!("        Datacenter: '{}'", cfg.datacenter);
+    match &pools.wan {
+        Some(wan) => println!("     Gossip (LAN/WAN): {} / {}", pools.lan.local_addr(), wan.local_addr()),
+        None => println!("      Gossip (LAN): {}", pools.lan.local_addr()),
+    }
     println!("            Server: {} (dev mode: {}, bootstrap-expect: {})", cfg.server, cfg.dev, cfg.bootstrap_expect);
     match &http_listener {
         Some((addr, _)) => println!("          HTTP API: http://{addr}"),
@@ -167,51 +176,20 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     tokio::spawn(reload_on_hangup(state.clone()));
     tokio::select! {
         biased;
-        _ = wait_for_signal() => tracing::info!("caught signal; shutting down"),
+        _ = wait_for_signal() => {
+            tracing::info!("caught signal; shutting down");
+            if !cfg.server && !cfg.dev {
+                // Consul's leave_on_terminate for client agents: the cluster sees `left`, not
+                // `failed`, and deregisters the node instead of marking it critical.
+                pools.lan.leave(LEAVE_PROPAGATE_MAX).await;
+            }
+        }
         _ = leave.notified() => {}
     }
     if let Some(server) = api.server() {
         server.shutdown().await;
     }
     Ok(())
-}
-
-/// The port a join address without one gets: the server RPC port (until gossip lands, joins
-/// go to servers' RPC listeners).
-const DEFAULT_SERVER_PORT: u16 = 8300;
-
-fn with_default_port(addr: &str, port: u16) -> String {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return addr.to_string();
-    }
-    match addr.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port).to_string(),
-        // A host name, with or without a port.
-        Err(_) if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => addr.to_string(),
-        Err(_) => format!("{addr}:{port}"),
-    }
-}
-
-/// Registers this node with a passing `serfHealth` once the servers answer.
-async fn announce_alive(api: Backend, node: Node) {
-    let command = legate_core::leader::alive_registration(&node);
-    loop {
-        match api.write(command.clone()).await {
-            Ok(_) => return,
-            Err(e) => tracing::debug!(error = %e, "cannot announce this node yet"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Keeps a client agent's server list current (from the servers' Raft configuration).
-async fn refresh_servers(forwarder: Forwarder<AgentWire>) {
-    loop {
-        if let Err(e) = forwarder.status().await {
-            tracing::warn!(error = %e, "cannot reach any server");
-        }
-        tokio::time::sleep(SERVER_REFRESH).await;
-    }
 }
 
 /// Holds an exclusive lock on the data dir for the life of the process, so that two agents

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_ports, legate_bin, unique_node_name, wait_for, Http, Reply};
+use crate::{free_ports, legate_bin, unique_node_name, wait_for, wait_until, Http, Reply};
 
 /// How long a cluster may take to elect its first leader.
 pub const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,6 +19,8 @@ pub struct Proc {
     pub name: String,
     pub http_port: u16,
     pub rpc_port: u16,
+    /// The LAN gossip port (UDP and TCP); the WAN port is the next free one we picked.
+    pub lan_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
@@ -27,11 +29,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn new(name: &str, dir: &std::path::Path, args: Vec<String>, http_port: u16, rpc_port: u16) -> Proc {
+    fn new(name: &str, dir: &std::path::Path, args: Vec<String>, ports: Ports) -> Proc {
         Proc {
             name: name.to_string(),
-            http_port,
-            rpc_port,
+            http_port: ports.http,
+            rpc_port: ports.rpc,
+            lan_port: ports.lan,
             data_dir: dir.join(name),
             log_path: dir.join(format!("{name}.log")),
             args,
@@ -83,6 +86,11 @@ impl Proc {
         format!("127.0.0.1:{}", self.rpc_port)
     }
 
+    /// The LAN gossip address, as `-retry-join` and `legate join` take it.
+    pub fn lan_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.lan_port)
+    }
+
     pub fn http_addr(&self) -> String {
         format!("127.0.0.1:{}", self.http_port)
     }
@@ -122,15 +130,36 @@ impl Drop for Proc {
     }
 }
 
+/// The ports of one agent of a test cluster.
+#[derive(Clone, Copy, Debug)]
+struct Ports {
+    http: u16,
+    rpc: u16,
+    lan: u16,
+    wan: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        let [http, rpc, lan, wan] = free_ports::<4>();
+        Ports { http, rpc, lan, wan }
+    }
+}
+
 /// The arguments every agent of a test cluster takes: its name, loopback, its ports (DNS
 /// off) and its data dir under `dir`.
-fn base_args(name: &str, dir: &std::path::Path, http: u16, rpc_port: u16) -> Vec<String> {
+fn base_args(name: &str, dir: &std::path::Path, ports: Ports) -> Vec<String> {
     let data_dir = dir.join(name).display().to_string();
-    let (http, rpc_port) = (http.to_string(), rpc_port.to_string());
-    ["-node", name, "-bind", "127.0.0.1", "-http-port", &http, "-server-port", &rpc_port, "-dns-port", "-1"]
+    let port_flags = [
+        ("-http-port", ports.http),
+        ("-server-port", ports.rpc),
+        ("-serf-lan-port", ports.lan),
+        ("-serf-wan-port", ports.wan),
+    ];
+    ["-node", name, "-bind", "127.0.0.1", "-dns-port", "-1", "-data-dir", &data_dir]
         .into_iter()
-        .chain(["-data-dir", &data_dir])
         .map(str::to_string)
+        .chain(port_flags.into_iter().flat_map(|(flag, port)| [flag.to_string(), port.to_string()]))
         .collect()
 }
 
@@ -152,21 +181,21 @@ impl Cluster {
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         let dir = std::env::temp_dir().join("legate-e2e").join(format!("cluster-{}", unique_node_name()));
         std::fs::create_dir_all(&dir).expect("create the cluster dir");
-        let ports: Vec<[u16; 2]> = (0..n).map(|_| free_ports::<2>()).collect();
-        let rpc: Vec<String> = ports.iter().map(|[_, r]| format!("127.0.0.1:{r}")).collect();
+        let ports: Vec<Ports> = (0..n).map(|_| Ports::free()).collect();
         let mut servers = Vec::new();
-        for (i, [http, rpc_port]) in ports.iter().enumerate() {
+        for (i, p) in ports.iter().enumerate() {
             let name = format!("s{}", i + 1);
-            let mut args = base_args(&name, &dir, *http, *rpc_port);
+            let mut args = base_args(&name, &dir, *p);
             args.extend(["-server", "-bootstrap-expect", &n.to_string(), "-raft-multiplier", "1"].map(String::from));
-            for (j, addr) in rpc.iter().enumerate() {
+            // Each server joins the others' LAN gossip; gossip tells them who the servers are.
+            for (j, other) in ports.iter().enumerate() {
                 if j != i {
                     args.push("-retry-join".into());
-                    args.push(addr.clone());
+                    args.push(format!("127.0.0.1:{}", other.lan));
                 }
             }
             args.extend(extra.iter().map(|s| s.to_string()));
-            servers.push(Proc::new(&name, &dir, args, *http, *rpc_port));
+            servers.push(Proc::new(&name, &dir, args, *p));
         }
         let mut cluster = Cluster { dir, servers, clients: Vec::new() };
         for s in &mut cluster.servers {
@@ -198,13 +227,13 @@ impl Cluster {
     }
 
     /// Starts a server of datacenter `dc` (expecting two servers, so it never bootstraps alone)
-    /// that tries to join `join`.
+    /// that joins the LAN gossip at `join`.
     pub fn start_foreign_server(&self, dc: &str, join: &str) -> Proc {
-        let [http, rpc_port] = free_ports::<2>();
+        let ports = Ports::free();
         let name = format!("foreign-{dc}");
-        let mut args = base_args(&name, &self.dir, http, rpc_port);
+        let mut args = base_args(&name, &self.dir, ports);
         args.extend(["-server", "-bootstrap-expect", "2", "-datacenter", dc, "-retry-join", join].map(String::from));
-        let mut p = Proc::new(&name, &self.dir, args, http, rpc_port);
+        let mut p = Proc::new(&name, &self.dir, args, ports);
         p.start();
         p
     }
@@ -214,12 +243,23 @@ impl Cluster {
         self.start_client_with(join, &[])
     }
 
+    /// Starts a client agent that joins nobody (until `legate join`); does not wait for it.
+    pub fn start_client_unjoined(&mut self) -> usize {
+        let ports = Ports::free();
+        let name = format!("c{}", self.clients.len() + 1);
+        let mut client = Proc::new(&name, &self.dir, base_args(&name, &self.dir, ports), ports);
+        client.start();
+        assert!(wait_until(CLUSTER_START_TIMEOUT, || client.try_request("GET", "/v1/agent/self", None).is_ok()));
+        self.clients.push(client);
+        self.clients.len() - 1
+    }
+
     /// Like [`Cluster::start_client`], with extra agent arguments; a `-dns-port` among them
     /// replaces the default `-dns-port -1`.
     pub fn start_client_with(&mut self, join: &[usize], extra: &[&str]) -> usize {
-        let [http, rpc_port] = free_ports::<2>();
+        let ports = Ports::free();
         let name = format!("c{}", self.clients.len() + 1);
-        let mut args = base_args(&name, &self.dir, http, rpc_port);
+        let mut args = base_args(&name, &self.dir, ports);
         if extra.contains(&"-dns-port") {
             let at = args.iter().position(|a| a == "-dns-port").expect("base args disable DNS");
             args.drain(at..at + 2);
@@ -227,9 +267,9 @@ impl Cluster {
         args.extend(extra.iter().map(|s| s.to_string()));
         for &i in join {
             args.push("-retry-join".into());
-            args.push(self.servers[i].rpc_addr());
+            args.push(self.servers[i].lan_addr());
         }
-        let mut client = Proc::new(&name, &self.dir, args, http, rpc_port);
+        let mut client = Proc::new(&name, &self.dir, args, ports);
         client.start();
         let ready = wait_for(CLUSTER_START_TIMEOUT, || client.leader());
         assert!(ready.is_some(), "client {name} never reported a leader:\n{}", client.log());

@@ -1,4 +1,4 @@
-//! `legate members`.
+//! `legate members`, `legate join` and `legate force-leave`: the gossip pools.
 
 use serde_json::Value;
 
@@ -67,4 +67,55 @@ pub fn run(args: &[String]) -> i32 {
     }
     print!("{}", columns(&rows));
     0
+}
+
+/// `legate join [-wan] address...`: asks the agent to join a pool through these agents.
+pub fn run_join(args: &[String]) -> i32 {
+    let mut o = client_options();
+    o.optflag("", "wan", "Join the WAN pool (servers of other datacenters).");
+    let (m, client) = match parse(&o, args, "Usage: legate join [options] address ...") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if m.free.is_empty() {
+        eprintln!("At least one address to join must be specified.");
+        return 1;
+    }
+    let query: Vec<(&str, String)> = if m.opt_present("wan") { vec![("wan", "1".into())] } else { vec![] };
+    let mut joined = 0;
+    for addr in &m.free {
+        match client.call("PUT", &format!("/v1/agent/join/{addr}"), &query, None) {
+            Ok(_) => joined += 1,
+            Err(e) => eprintln!("Error joining address '{addr}': {e}"),
+        }
+    }
+    if joined == 0 {
+        eprintln!("Failed to join any nodes.");
+        return 1;
+    }
+    println!("Successfully joined cluster by contacting {joined} nodes.");
+    0
+}
+
+/// `legate force-leave [-wan] node`: a failed member is marked as having left.
+pub fn run_force_leave(args: &[String]) -> i32 {
+    let mut o = client_options();
+    o.optflag("", "wan", "The member is in the WAN pool.");
+    o.optflag("", "prune", "Accepted for Consul compatibility (members are reaped on their own).");
+    let (m, client) = match parse(&o, args, "Usage: legate force-leave [options] name") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let [node] = m.free.as_slice() else {
+        eprintln!("A single node name must be specified to force leave.");
+        return 1;
+    };
+    let query: Vec<(&str, String)> = if m.opt_present("wan") { vec![("wan", "1".into())] } else { vec![] };
+    match client.call("PUT", &format!("/v1/agent/force-leave/{node}"), &query, None) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("Error force leaving: {e}");
+            1
+        }
+    }
 }

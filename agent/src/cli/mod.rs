@@ -20,6 +20,8 @@ pub const USAGE: &str = "Usage: legate [--version] [--help] <command> [<args>]
 Available commands are:
     agent       Runs a Legate agent
     catalog     Interact with the catalog (services, nodes)
+    force-leave Marks a failed member as having left the cluster
+    join        Tells the agent to join a cluster through another agent
     kv          Interact with the key-value store (get, put, delete)
     leave       Gracefully leaves the cluster and shuts the agent down
     maint       Puts a node or service into maintenance mode (or lists what is)
@@ -41,6 +43,8 @@ pub fn run(args: &[String]) -> i32 {
         "kv" => kv::run(rest),
         "catalog" => catalog::run(rest),
         "members" => members::run(rest),
+        "join" => members::run_join(rest),
+        "force-leave" => members::run_force_leave(rest),
         "operator" => operator::run_operator(rest),
         "leave" => operator::run_leave(rest),
         "reload" => maint::run_reload(rest),

@@ -17,11 +17,15 @@ use super::params::Params;
 use super::views::AgentService;
 use super::{reply, Shared};
 use crate::defs::{CheckDef, ServiceDef};
+use crate::gossip;
+use legate_core::gossip::Member;
+use legate_runtime::gossip::Pool;
 
 pub async fn self_info(State(state): State<Shared>, params: Params) -> HttpResult {
     let c = &state.config;
     let ttl_min_ns = c.session_ttl_min_ms * 1_000_000;
-    let member = member_json(&state);
+    let member =
+        state.pools.lan.members().iter().find(|m| m.name == c.node_name).map(|m| member_json(m, &state.pools.lan));
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -56,27 +60,14 @@ pub async fn self_info(State(state): State<Shared>, params: Params) -> HttpResul
     reply::ok(&params, &body)
 }
 
-fn member_json(state: &Shared) -> Value {
-    let c = &state.config;
-    let mut tags = BTreeMap::new();
-    tags.insert("role", if c.server { "consul" } else { "node" }.to_string());
-    tags.insert("dc", c.datacenter.clone());
-    tags.insert("id", c.node_id.clone());
-    tags.insert("build", format!("{}:legate-{}", crate::CONSUL_API_VERSION, crate::VERSION));
-    tags.insert("vsn", "2".into());
-    tags.insert("vsn_min", "2".into());
-    tags.insert("vsn_max", "3".into());
-    if c.server {
-        tags.insert("port", c.server_port.to_string());
-        tags.insert("expect", c.bootstrap_expect.to_string());
-        tags.insert("raft_vsn", "3".into());
-    }
+/// A member as `/v1/agent/members` shows it (Serf's member with Consul's protocol numbers).
+fn member_json(m: &Member, pool: &Pool) -> Value {
     json!({
-        "Name": c.node_name,
-        "Addr": c.advertise_addr.to_string(),
-        "Port": c.serf_lan_port,
-        "Tags": tags,
-        "Status": 1,
+        "Name": m.name,
+        "Addr": m.addr.ip().to_string(),
+        "Port": m.addr.port(),
+        "Tags": m.tags,
+        "Status": gossip::display_status(m, pool) as u8,
         "ProtocolMin": 1,
         "ProtocolMax": 5,
         "ProtocolCur": 2,
@@ -86,17 +77,46 @@ fn member_json(state: &Shared) -> Value {
     })
 }
 
-/// This node alone until gossip membership arrives; `?wan=1` lists it too when it is a server.
+/// `GET /v1/agent/members[?wan=1]`: the LAN pool, or a server's WAN pool (a client agent has
+/// none: an empty list). `?segment` is accepted and ignored (one segment).
 pub async fn members(State(state): State<Shared>, params: Params) -> HttpResult {
     let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
-    let mut member = member_json(&state);
-    if wan {
-        if !state.config.server {
-            return reply::ok(&params, &Vec::<Value>::new());
+    let pool = if wan { state.pools.wan.as_ref() } else { Some(&state.pools.lan) };
+    let body: Vec<Value> = match pool {
+        Some(pool) => pool.members().iter().map(|m| member_json(m, pool)).collect(),
+        None => Vec::new(),
+    };
+    reply::ok(&params, &body)
+}
+
+/// `PUT /v1/agent/join/:address[?wan=1]`: joins the pool through that agent.
+pub async fn join(State(state): State<Shared>, Path(address): Path<String>, params: Params) -> HttpResult {
+    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
+    let pool = if wan {
+        state.pools.wan.as_ref().ok_or_else(|| HttpError::bad_request("Must be a server to join the WAN pool"))?
+    } else {
+        &state.pools.lan
+    };
+    pool.join(&[address]).await.map_err(HttpError::internal)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /v1/agent/force-leave/:node[?prune][&wan=1]`: a failed member is marked left (and,
+/// once reaped, forgotten); the leader then deregisters it.
+pub async fn force_leave(State(state): State<Shared>, Path(node): Path<String>, params: Params) -> HttpResult {
+    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
+    let pool = if wan {
+        state.pools.wan.as_ref().ok_or_else(|| HttpError::bad_request("Must be a server to use the WAN pool"))?
+    } else {
+        &state.pools.lan
+    };
+    match pool.force_leave(&node).await {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e) if e.starts_with("no member") => {
+            Err(HttpError::internal(format!("agent: No node found with name '{node}'")))
         }
-        member["Name"] = Value::String(format!("{}.{}", state.config.node_name, state.config.datacenter));
+        Err(e) => Err(HttpError::bad_request(&e)),
     }
-    reply::ok(&params, &[member])
 }
 
 /// `PUT /v1/agent/leave`: a graceful leave. A server first leaves the Raft configuration
@@ -110,6 +130,9 @@ pub async fn leave(State(state): State<Shared>) -> HttpResult {
             tracing::info!("leaving the Raft configuration");
             server.remove_server(id).await?;
         }
+    }
+    for pool in std::iter::once(&state.pools.lan).chain(&state.pools.wan) {
+        pool.leave(crate::run::LEAVE_PROPAGATE_MAX).await;
     }
     tracing::info!("graceful leave complete; shutting down");
     state.leave.notify_one();
@@ -335,6 +358,19 @@ pub async fn metrics(State(state): State<Shared>, params: Params) -> HttpResult 
         gauge("legate.agent.services", services as u64),
         gauge("legate.agent.checks", checks as u64),
     ];
+    for (prefix, pool) in std::iter::once(("lan", &state.pools.lan)).chain(state.pools.wan.iter().map(|p| ("wan", p))) {
+        let status = pool.status();
+        let alive = pool.members().iter().filter(|m| m.is_live()).count();
+        gauges.push(gauge(&format!("legate.gossip.{prefix}.members_alive"), alive as u64));
+        gauges.push(gauge(&format!("legate.gossip.{prefix}.health_score"), u64::from(status.health_score)));
+        gauges.push(gauge(&format!("legate.gossip.{prefix}.packets_sent"), status.stats.packets_sent));
+        gauges.push(gauge(&format!("legate.gossip.{prefix}.packets_received"), status.stats.packets_received));
+        gauges.push(gauge(
+            &format!("legate.gossip.{prefix}.bytes_sent"),
+            status.stats.packet_bytes_sent + status.stats.stream_bytes_sent,
+        ));
+        gauges.push(gauge(&format!("legate.gossip.{prefix}.suspicions"), status.stats.suspicions_started));
+    }
     if let Some(dns) = &state.dns_stats {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         gauges.push(gauge("legate.dns.answered", load(&dns.answered)));

@@ -52,6 +52,8 @@ pub struct AppState {
     pub owned: futures::lock::Mutex<crate::reload::ConfigOwned>,
     /// The DNS server's counters, when it runs.
     pub dns_stats: Option<Arc<crate::dns::DnsStats>>,
+    /// The gossip pools (LAN; WAN on servers).
+    pub pools: crate::gossip::Pools,
 }
 
 /// The agent's own services and checks, synced through its [`Backend`].
@@ -136,6 +138,8 @@ pub fn router(state: Shared) -> Router {
         .route("/agent/service/maintenance/{*id}", put(agent::service_maintenance).post(agent::service_maintenance))
         .route("/agent/metrics", get(agent::metrics))
         .route("/agent/members", get(agent::members))
+        .route("/agent/join/{address}", put(agent::join).post(agent::join))
+        .route("/agent/force-leave/{node}", put(agent::force_leave).post(agent::force_leave))
         .route("/agent/services", get(agent::services))
         .route("/agent/service/{*id}", get(agent::service))
         .route("/agent/checks", get(agent::checks))
