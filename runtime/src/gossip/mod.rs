@@ -6,9 +6,14 @@
 //! short-lived TCP connections to the peer's gossip port. A stream carries one frame each way:
 //! a 4-byte big-endian length and the message. Every stream has the pool's stream timeout.
 //!
+//! With a keyring ([`keyring`]) every datagram and frame is sealed with AES-GCM, and stream
+//! frames also carry keyring operations (`legate keyring`) from one agent to every member.
+//!
 //! The member list is published on a watch channel (refreshed on every membership event and
 //! at least once a second) and events go out on a broadcast channel, so the HTTP API, the
 //! leader's reconciliation and server discovery read membership without locking the loop.
+
+pub mod keyring;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
+
+pub use keyring::Keyring;
 
 /// Largest datagram we read (a pool's packets are smaller; see `Config::packet_max_bytes`).
 const DATAGRAM_MAX_BYTES: usize = 65_536;
@@ -34,7 +41,7 @@ const STREAMS_IN_MAX: usize = 256;
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How to start a pool.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PoolOptions {
     pub config: Config,
     /// This member's name (`<node>` on the LAN, `<node>.<dc>` on the WAN).
@@ -47,7 +54,80 @@ pub struct PoolOptions {
     /// The port a join address without one gets (8301 LAN, 8302 WAN).
     pub default_port: u16,
     pub seed: u64,
+    /// Encrypts the pool's traffic when set.
+    pub keyring: Option<Keyring>,
 }
+
+/// A change to every member's keyring, or a listing of them (`legate keyring`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyringOp {
+    List,
+    Install(String),
+    Use(String),
+    Remove(String),
+}
+
+/// What the members answered to a keyring operation (Consul's `KeyringResponse`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyringResponse {
+    /// Members that answered (this one included).
+    pub num_nodes: usize,
+    /// Each key and how many of them hold it.
+    pub keys: BTreeMap<String, usize>,
+    /// Each primary key and how many of them use it.
+    pub primary_keys: BTreeMap<String, usize>,
+    /// Members that failed, and why.
+    pub messages: BTreeMap<String, String>,
+}
+
+/// One member's answer to a keyring operation.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KeyringReply {
+    keys: Vec<String>,
+    error: Option<String>,
+}
+
+/// The keyring shared by the loop, the stream tasks and the handles; `None`: plain gossip.
+#[derive(Clone, Default)]
+struct Crypt(Option<Arc<Mutex<Keyring>>>);
+
+impl Crypt {
+    fn seal(&self, plain: Vec<u8>) -> Result<Vec<u8>, String> {
+        match &self.0 {
+            Some(ring) => ring.lock().unwrap_or_else(|e| e.into_inner()).encrypt(&plain),
+            None => Ok(plain),
+        }
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        match &self.0 {
+            Some(ring) => ring.lock().unwrap_or_else(|e| e.into_inner()).decrypt(sealed),
+            None => Some(sealed.to_vec()),
+        }
+    }
+
+    /// Applies a keyring operation here; this member's keys after it.
+    fn apply(&self, op: &KeyringOp) -> KeyringReply {
+        let Some(ring) = &self.0 else {
+            return KeyringReply { keys: Vec::new(), error: Some(NOT_ENCRYPTED.to_string()) };
+        };
+        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match op {
+            KeyringOp::List => Ok(()),
+            KeyringOp::Install(k) => ring.install(k),
+            KeyringOp::Use(k) => ring.use_key(k),
+            KeyringOp::Remove(k) => ring.remove(k),
+        };
+        KeyringReply { keys: ring.keys(), error: result.err() }
+    }
+}
+
+/// The error of a keyring operation on a pool without encryption (Consul's text).
+pub const NOT_ENCRYPTED: &str = "Keyring operations are not available: encryption is not enabled";
+
+/// What a stream frame carries, in its first byte (inside the encryption).
+const FRAME_GOSSIP: u8 = 0;
+const FRAME_KEYRING: u8 = 1;
 
 /// A handle on a running pool; cheap to clone.
 #[derive(Clone)]
@@ -59,6 +139,8 @@ pub struct Pool {
     local_addr: SocketAddr,
     default_port: u16,
     name: String,
+    crypt: Crypt,
+    stream_timeout: Duration,
 }
 
 /// Counters published by the loop.
@@ -67,6 +149,8 @@ pub struct PoolStatus {
     pub stats: gossip::Stats,
     pub health_score: u32,
     pub leaving: bool,
+    /// Datagrams and frames dropped because no key opened them (or they were not sealed).
+    pub undecryptable: u64,
 }
 
 enum Command {
@@ -90,12 +174,19 @@ impl Pool {
             advertise.set_port(local_addr.port());
         }
         let start = Instant::now();
-        let gossip = Gossip::new(0, opts.config.clone(), &opts.name, advertise, opts.tags.clone(), opts.seed)
+        let mut config = opts.config;
+        if opts.keyring.is_some() {
+            // Sealed datagrams must still fit the same MTU.
+            config.packet_max_bytes = config.packet_max_bytes.saturating_sub(keyring::OVERHEAD_BYTES);
+        }
+        let gossip = Gossip::new(0, config.clone(), &opts.name, advertise, opts.tags.clone(), opts.seed)
             .map_err(|e| e.to_string())?;
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (members_tx, members) = watch::channel(Arc::new(gossip.members().cloned().collect::<Vec<_>>()));
         let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);
         let status = Arc::new(Mutex::new(PoolStatus::default()));
+        let crypt = Crypt(opts.keyring.map(|k| Arc::new(Mutex::new(k))));
+        let stream_timeout = Duration::from_millis(config.stream_timeout_ms);
         let pool = Pool {
             commands: commands.clone(),
             members,
@@ -104,8 +195,10 @@ impl Pool {
             local_addr,
             default_port: opts.default_port,
             name: opts.name.clone(),
+            crypt: crypt.clone(),
+            stream_timeout,
         };
-        tokio::spawn(accept_streams(tcp, commands.clone(), opts.config.stream_timeout_ms));
+        tokio::spawn(accept_streams(tcp, commands.clone(), crypt.clone(), stream_timeout, status.clone()));
         let driver = Driver {
             gossip,
             start,
@@ -116,6 +209,7 @@ impl Pool {
             status,
             joins: Vec::new(),
             leave: None,
+            crypt,
         };
         tokio::spawn(driver.run(rx));
         Ok(pool)
@@ -196,6 +290,59 @@ impl Pool {
         rx.await.map_err(|_| "the gossip pool stopped".to_string())?
     }
 
+    /// Whether the pool's traffic is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.crypt.0.is_some()
+    }
+
+    /// Runs a keyring operation on every live member (each over a stream sealed with our
+    /// primary key), then here: the others first, so that `Use` never makes us send under a
+    /// key they cannot open yet.
+    pub async fn keyring(&self, op: KeyringOp) -> Result<KeyringResponse, String> {
+        if !self.encrypted() {
+            return Err(NOT_ENCRYPTED.to_string());
+        }
+        let body = serde_json::to_vec(&op).map_err(|e| e.to_string())?;
+        let others: Vec<Member> =
+            self.members().iter().filter(|m| m.is_live() && m.name != self.name).cloned().collect();
+        let asks = others.iter().map(|m| {
+            let (crypt, body) = (self.crypt.clone(), body.clone());
+            let timeout = self.stream_timeout;
+            async move {
+                let reply = exchange(m.addr, &crypt, FRAME_KEYRING, &body, timeout).await.and_then(|(kind, bytes)| {
+                    if kind != FRAME_KEYRING {
+                        return Err("unexpected answer".to_string());
+                    }
+                    serde_json::from_slice::<KeyringReply>(&bytes).map_err(|e| e.to_string())
+                });
+                (m.name.clone(), reply)
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let mut response = KeyringResponse::default();
+        let mine = self.crypt.apply(&op);
+        for (name, reply) in answers.into_iter().chain(std::iter::once((self.name.clone(), Ok(mine)))) {
+            match reply {
+                Ok(reply) => {
+                    response.num_nodes += 1;
+                    if let Some(primary) = reply.keys.first() {
+                        *response.primary_keys.entry(primary.clone()).or_default() += 1;
+                    }
+                    for key in reply.keys {
+                        *response.keys.entry(key).or_default() += 1;
+                    }
+                    if let Some(e) = reply.error {
+                        response.messages.insert(name, e);
+                    }
+                }
+                Err(e) => {
+                    response.messages.insert(name, e);
+                }
+            }
+        }
+        Ok(response)
+    }
+
     async fn send(&self, command: Command) -> Result<(), String> {
         self.commands.send(command).await.map_err(|_| "the gossip pool stopped".to_string())
     }
@@ -238,6 +385,7 @@ struct Driver {
     status: Arc<Mutex<PoolStatus>>,
     joins: Vec<PendingJoin>,
     leave: Option<oneshot::Sender<()>>,
+    crypt: Crypt,
 }
 
 impl Driver {
@@ -259,10 +407,16 @@ impl Driver {
                     None => return,
                 },
                 received = udp.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => {
-                        let now = self.now_ms();
-                        self.gossip.handle_packet(now, from, &buf[..n]);
-                    }
+                    Ok((n, from)) => match self.crypt.open(&buf[..n]) {
+                        Some(packet) => {
+                            let now = self.now_ms();
+                            self.gossip.handle_packet(now, from, &packet);
+                        }
+                        None => {
+                            self.status.lock().unwrap_or_else(|e| e.into_inner()).undecryptable += 1;
+                            tracing::debug!(%from, "dropped a gossip packet no key opens");
+                        }
+                    },
                     // ICMP errors from earlier sends surface here on some systems; keep going.
                     Err(e) => tracing::debug!(error = %e, "gossip receive failed"),
                 },
@@ -327,14 +481,18 @@ impl Driver {
         let mut changed = false;
         while let Some(out) = self.gossip.poll_output() {
             match out {
-                Output::Packet { to, bytes } => {
-                    if let Err(e) = self.udp.send_to(&bytes, to).await {
-                        tracing::debug!(%to, error = %e, "gossip send failed");
+                Output::Packet { to, bytes } => match self.crypt.seal(bytes) {
+                    Ok(packet) => {
+                        if let Err(e) = self.udp.send_to(&packet, to).await {
+                            tracing::debug!(%to, error = %e, "gossip send failed");
+                        }
                     }
-                }
+                    Err(e) => tracing::warn!(error = %e, "cannot seal a gossip packet"),
+                },
                 Output::Stream { to, token, kind, bytes } => {
                     let timeout = Duration::from_millis(self.gossip.config().stream_timeout_ms);
-                    tokio::spawn(open_stream(to, token, kind, bytes, timeout, self.commands.clone()));
+                    let (crypt, commands) = (self.crypt.clone(), self.commands.clone());
+                    tokio::spawn(open_stream(to, token, kind, bytes, timeout, crypt, commands));
                 }
                 Output::Event(event) => {
                     log_event(&event);
@@ -350,11 +508,9 @@ impl Driver {
         let members: Vec<Member> = self.gossip.members().cloned().collect();
         self.members.send_replace(Arc::new(members));
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        *status = PoolStatus {
-            stats: self.gossip.stats(),
-            health_score: self.gossip.health_score(),
-            leaving: self.gossip.is_leaving(),
-        };
+        status.stats = self.gossip.stats();
+        status.health_score = self.gossip.health_score();
+        status.leaving = self.gossip.is_leaving();
     }
 }
 
@@ -368,37 +524,51 @@ fn log_event(event: &Event) {
     }
 }
 
-/// One outgoing stream: connect, send, read the reply, report it (or its failure).
+/// One outgoing gossip stream: its reply (or failure) goes back to the loop.
 async fn open_stream(
     to: SocketAddr,
     token: u64,
     kind: StreamKind,
     bytes: Vec<u8>,
     timeout: Duration,
+    crypt: Crypt,
     commands: mpsc::Sender<Command>,
 ) {
-    let exchange = async {
-        let mut conn = TcpStream::connect(to).await?;
-        write_frame(&mut conn, &bytes).await?;
-        read_frame(&mut conn).await
-    };
-    let reply = match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(reply)) => Some(reply),
-        Ok(Err(e)) => {
+    let reply = match exchange(to, &crypt, FRAME_GOSSIP, &bytes, timeout).await {
+        Ok((FRAME_GOSSIP, reply)) => Some(reply),
+        Ok(_) => None,
+        Err(e) => {
             tracing::debug!(%to, ?kind, error = %e, "gossip stream failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%to, ?kind, "gossip stream timed out");
             None
         }
     };
     let _ = commands.send(Command::StreamOut { token, reply }).await;
 }
 
-async fn accept_streams(listener: TcpListener, commands: mpsc::Sender<Command>, timeout_ms: u64) {
+/// Connects, sends one frame and reads one back, within `timeout`.
+async fn exchange(
+    to: SocketAddr,
+    crypt: &Crypt,
+    kind: u8,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u8, Vec<u8>), String> {
+    let talk = async {
+        let mut conn = TcpStream::connect(to).await.map_err(|e| e.to_string())?;
+        write_frame(&mut conn, crypt, kind, body).await?;
+        read_frame(&mut conn, crypt).await
+    };
+    tokio::time::timeout(timeout, talk).await.map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+async fn accept_streams(
+    listener: TcpListener,
+    commands: mpsc::Sender<Command>,
+    crypt: Crypt,
+    timeout: Duration,
+    status: Arc<Mutex<PoolStatus>>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(STREAMS_IN_MAX));
-    let timeout = Duration::from_millis(timeout_ms);
     loop {
         let (conn, from) = match listener.accept().await {
             Ok(c) => c,
@@ -412,49 +582,81 @@ async fn accept_streams(listener: TcpListener, commands: mpsc::Sender<Command>, 
             tracing::warn!(%from, "too many gossip streams; dropping one");
             continue;
         };
-        let commands = commands.clone();
+        let (commands, crypt, status) = (commands.clone(), crypt.clone(), status.clone());
         tokio::spawn(async move {
-            if tokio::time::timeout(timeout, serve_stream(conn, from, commands)).await.is_err() {
-                tracing::debug!(%from, "gossip stream timed out");
+            match tokio::time::timeout(timeout, serve_stream(conn, from, commands, &crypt)).await {
+                Ok(Err(e)) => {
+                    if e == UNDECRYPTABLE {
+                        status.lock().unwrap_or_else(|e| e.into_inner()).undecryptable += 1;
+                    }
+                    tracing::debug!(%from, error = %e, "bad gossip stream");
+                }
+                Ok(Ok(())) => {}
+                Err(_) => tracing::debug!(%from, "gossip stream timed out"),
             }
             drop(slot);
         });
     }
 }
 
-async fn serve_stream(mut conn: TcpStream, from: SocketAddr, commands: mpsc::Sender<Command>) {
-    let bytes = match read_frame(&mut conn).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::debug!(%from, error = %e, "bad gossip stream");
-            return;
+async fn serve_stream(
+    mut conn: TcpStream,
+    from: SocketAddr,
+    commands: mpsc::Sender<Command>,
+    crypt: &Crypt,
+) -> Result<(), String> {
+    let (kind, body) = read_frame(&mut conn, crypt).await?;
+    let answer = match kind {
+        FRAME_GOSSIP => {
+            let (reply, rx) = oneshot::channel();
+            commands.send(Command::StreamIn { from, bytes: body, reply }).await.map_err(|_| "the pool stopped")?;
+            match rx.await {
+                Ok(Some(answer)) => answer,
+                _ => return Ok(()),
+            }
         }
+        FRAME_KEYRING => {
+            let op: KeyringOp = serde_json::from_slice(&body).map_err(|e| format!("bad keyring operation: {e}"))?;
+            tracing::info!(%from, ?op, "keyring operation");
+            serde_json::to_vec(&crypt.apply(&op)).map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("unknown frame kind {other}")),
     };
-    let (reply, rx) = oneshot::channel();
-    if commands.send(Command::StreamIn { from, bytes, reply }).await.is_err() {
-        return;
-    }
-    if let Ok(Some(answer)) = rx.await {
-        let _ = write_frame(&mut conn, &answer).await;
-    }
+    write_frame(&mut conn, crypt, kind, &answer).await
 }
 
-async fn write_frame(conn: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    conn.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    conn.write_all(bytes).await?;
-    conn.flush().await
+/// The error of a frame that no key opens.
+const UNDECRYPTABLE: &str = "a frame no key opens";
+
+/// A frame: a 4-byte big-endian length, then `[kind][body]`, sealed when the pool is encrypted.
+async fn write_frame(conn: &mut TcpStream, crypt: &Crypt, kind: u8, body: &[u8]) -> Result<(), String> {
+    let mut plain = Vec::with_capacity(body.len() + 1);
+    plain.push(kind);
+    plain.extend_from_slice(body);
+    let bytes = crypt.seal(plain)?;
+    let io = async {
+        conn.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+        conn.write_all(&bytes).await?;
+        conn.flush().await
+    };
+    io.await.map_err(|e| e.to_string())
 }
 
-async fn read_frame(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_frame(conn: &mut TcpStream, crypt: &Crypt) -> Result<(u8, Vec<u8>), String> {
     let mut len = [0u8; 4];
-    conn.read_exact(&mut len).await?;
+    conn.read_exact(&mut len).await.map_err(|e| e.to_string())?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > gossip::STREAM_SIZE_MAX_BYTES {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("gossip frame of {len} bytes")));
+    if len > gossip::STREAM_SIZE_MAX_BYTES + keyring::OVERHEAD_BYTES + 1 {
+        return Err(format!("gossip frame of {len} bytes"));
     }
     let mut bytes = vec![0u8; len];
-    conn.read_exact(&mut bytes).await?;
-    Ok(bytes)
+    conn.read_exact(&mut bytes).await.map_err(|e| e.to_string())?;
+    let mut plain = crypt.open(&bytes).ok_or(UNDECRYPTABLE)?;
+    if plain.is_empty() {
+        return Err("an empty gossip frame".into());
+    }
+    let kind = plain.remove(0);
+    Ok((kind, plain))
 }
 
 #[cfg(test)]
@@ -471,6 +673,7 @@ mod tests {
             tags: BTreeMap::from([("role".into(), "node".into())]),
             default_port: 8301,
             seed: name.len() as u64,
+            keyring: None,
         }
     }
 
@@ -518,5 +721,42 @@ mod tests {
         assert!(err.contains(&closed.to_string()), "{err}");
         let err = a.join(&["no-such-host.invalid".into()]).await.unwrap_err();
         assert!(err.contains("cannot resolve"), "{err}");
+    }
+
+    fn encrypted(name: &str, key: &str) -> PoolOptions {
+        PoolOptions { keyring: Some(Keyring::new(&[key.to_string()]).unwrap()), ..options(name) }
+    }
+
+    #[tokio::test]
+    async fn encrypted_pools_talk_only_to_holders_of_a_key_and_rotate_keys_together() {
+        let (k1, k2) = (keyring::generate_key().unwrap(), keyring::generate_key().unwrap());
+        let a = Pool::start(encrypted("a", &k1)).await.unwrap();
+        let b = Pool::start(encrypted("bb", &k1)).await.unwrap();
+        let c = Pool::start(encrypted("ccc", &k1)).await.unwrap();
+        assert_eq!(b.join(&[a.local_addr().to_string()]).await, Ok(1));
+        assert_eq!(c.join(&[a.local_addr().to_string()]).await, Ok(1));
+        assert!(wait_until(|| [&a, &b, &c].iter().all(|p| p.members().len() == 3)).await);
+
+        // Another key, or no key at all: nothing gets through either way.
+        let stranger = Pool::start(encrypted("stranger", &k2)).await.unwrap();
+        assert!(stranger.join(&[a.local_addr().to_string()]).await.is_err());
+        let plain = Pool::start(options("plain")).await.unwrap();
+        assert!(plain.join(&[a.local_addr().to_string()]).await.is_err());
+        assert!(a.status().undecryptable >= 2, "the refused frames are counted");
+        assert_eq!(plain.keyring(KeyringOp::List).await.unwrap_err(), NOT_ENCRYPTED);
+
+        // Rotation through one member reaches all three.
+        let r = a.keyring(KeyringOp::Install(k2.clone())).await.unwrap();
+        assert_eq!((r.num_nodes, r.keys[&k2], r.messages.len()), (3, 3, 0), "{r:?}");
+        let r = b.keyring(KeyringOp::Use(k2.clone())).await.unwrap();
+        assert_eq!(r.primary_keys.get(&k2), Some(&3), "{r:?}");
+        let r = c.keyring(KeyringOp::Remove(k1.clone())).await.unwrap();
+        assert_eq!((r.keys.get(&k1), r.keys.get(&k2)), (None, Some(&3)), "{r:?}");
+        let r = a.keyring(KeyringOp::Remove(k2.clone())).await.unwrap();
+        assert_eq!(r.messages.len(), 3, "the primary key cannot be removed anywhere: {r:?}");
+        // The pool still gossips under the new key: a leave reaches everyone.
+        c.leave(Duration::from_secs(2)).await;
+        let left = |p: &Pool| p.members().iter().any(|m| m.name == "ccc" && m.status() == gossip::MemberStatus::Left);
+        assert!(wait_until(|| left(&a) && left(&b)).await);
     }
 }
