@@ -43,6 +43,12 @@ pub struct AgentConfig {
     pub log_level: String,
     /// LAN gossip addresses to join (`-join`, `-retry-join`; port 8301 unless given).
     pub retry_join: Vec<String>,
+    /// The gossip encryption key (`encrypt`, `-encrypt`; base64, 16 or 32 bytes). A keyring
+    /// saved in the data dir wins over it.
+    pub encrypt: Option<String>,
+    /// Overrides of the LAN and WAN pools' timers (`gossip_lan`, `gossip_wan`).
+    pub gossip_lan: GossipTuning,
+    pub gossip_wan: GossipTuning,
     /// WAN gossip addresses of other datacenters' servers (`-join-wan`, `-retry-join-wan`;
     /// port 8302 unless given).
     pub retry_join_wan: Vec<String>,
@@ -108,6 +114,7 @@ struct FileConfig {
     loglevel: Option<String>,
     retryjoin: Option<Vec<String>>,
     retryjoinwan: Option<Vec<String>>,
+    encrypt: Option<String>,
     performance: Option<Performance>,
     raftsnapshotthreshold: Option<u64>,
     rafttrailinglogs: Option<u64>,
@@ -119,8 +126,83 @@ struct FileConfig {
     domain: Option<String>,
     recursors: Option<Vec<String>>,
     dnsconfig: Option<DnsFileConfig>,
+    gossiplan: Option<GossipFileConfig>,
+    gossipwan: Option<GossipFileConfig>,
     checkupdateinterval: Option<String>,
     antientropyinterval: Option<String>,
+}
+
+/// A `gossip_lan` / `gossip_wan` block: each set field replaces the pool's default.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct GossipTuning {
+    pub probe_interval_ms: Option<u64>,
+    pub probe_timeout_ms: Option<u64>,
+    pub gossip_interval_ms: Option<u64>,
+    pub gossip_nodes: Option<usize>,
+    pub retransmit_mult: Option<u32>,
+    pub suspicion_mult: Option<u32>,
+}
+
+impl GossipTuning {
+    /// Applies the overrides to a pool's configuration.
+    pub fn apply(&self, c: &mut legate_core::gossip::Config) {
+        let set = |field: &mut u64, v: Option<u64>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut c.probe_interval_ms, self.probe_interval_ms);
+        set(&mut c.probe_timeout_ms, self.probe_timeout_ms);
+        set(&mut c.gossip_interval_ms, self.gossip_interval_ms);
+        if let Some(v) = self.gossip_nodes {
+            c.gossip_nodes = v;
+        }
+        if let Some(v) = self.retransmit_mult {
+            c.retransmit_mult = v;
+        }
+        if let Some(v) = self.suspicion_mult {
+            c.suspicion_mult = v;
+        }
+    }
+}
+
+/// A `gossip_lan` / `gossip_wan` block as written (durations as strings).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct GossipFileConfig {
+    probeinterval: Option<String>,
+    probetimeout: Option<String>,
+    gossipinterval: Option<String>,
+    gossipnodes: Option<usize>,
+    retransmitmult: Option<u32>,
+    suspicionmult: Option<u32>,
+}
+
+fn apply_gossip(t: &mut GossipTuning, g: GossipFileConfig, block: &str) -> Result<(), String> {
+    let ms = |v: Option<String>, what: &str| -> Result<Option<u64>, String> {
+        let Some(v) = v else { return Ok(None) };
+        let ms = legate_core::duration::parse_ms(&v).map_err(|e| format!("{block}.{what}: {e}"))?;
+        if ms == 0 {
+            return Err(format!("{block}.{what} must be positive"));
+        }
+        Ok(Some(ms))
+    };
+    t.probe_interval_ms = ms(g.probeinterval, "probe_interval")?.or(t.probe_interval_ms);
+    t.probe_timeout_ms = ms(g.probetimeout, "probe_timeout")?.or(t.probe_timeout_ms);
+    t.gossip_interval_ms = ms(g.gossipinterval, "gossip_interval")?.or(t.gossip_interval_ms);
+    for (v, what) in [
+        (g.gossipnodes.map(|v| v as u64), "gossip_nodes"),
+        (g.retransmitmult.map(u64::from), "retransmit_mult"),
+        (g.suspicionmult.map(u64::from), "suspicion_mult"),
+    ] {
+        if v == Some(0) {
+            return Err(format!("{block}.{what} must be at least 1"));
+        }
+    }
+    t.gossip_nodes = g.gossipnodes.or(t.gossip_nodes);
+    t.retransmit_mult = g.retransmitmult.or(t.retransmit_mult);
+    t.suspicion_mult = g.suspicionmult.or(t.suspicion_mult);
+    Ok(())
 }
 
 /// The `dns_config` block of a config file.
@@ -153,6 +235,7 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "loglevel",
     "retryjoin",
     "retryjoinwan",
+    "encrypt",
     "performance",
     "raftsnapshotthreshold",
     "rafttrailinglogs",
@@ -164,6 +247,8 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "domain",
     "recursors",
     "dnsconfig",
+    "gossiplan",
+    "gossipwan",
     "checkupdateinterval",
     "antientropyinterval",
 ];
@@ -197,6 +282,7 @@ fn agent_options() -> Options {
     o.optmulti("", "config-file", "A JSON config file to load (repeatable).", "FILE");
     o.optmulti("", "config-dir", "A directory of JSON config files to load (repeatable).", "DIR");
     o.optmulti("", "join", "Address of an agent to join at start (repeatable).", "ADDR");
+    o.optopt("", "encrypt", "Gossip encryption key (base64; `legate keygen` makes one).", "KEY");
     o.optmulti("", "join-wan", "Address of another datacenter's server to join over the WAN (repeatable).", "ADDR");
     o.optmulti("", "retry-join-wan", "Like -join-wan, retrying until it succeeds (repeatable).", "ADDR");
     o.optmulti("", "retry-join", "Address of an agent to join, retrying (repeatable).", "ADDR");
@@ -252,6 +338,9 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         log_level: "info".into(),
         retry_join: Vec::new(),
         retry_join_wan: Vec::new(),
+        encrypt: None,
+        gossip_lan: GossipTuning::default(),
+        gossip_wan: GossipTuning::default(),
         raft_multiplier: legate_runtime::boot::RAFT_MULTIPLIER_DEFAULT,
         raft_snapshot_threshold: legate_runtime::boot::SNAPSHOT_THRESHOLD,
         raft_trailing_logs: legate_runtime::boot::TRAILING_LOGS,
@@ -336,6 +425,9 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
     cfg.dns.recursors.extend(m.opt_strs("recursor"));
     cfg.retry_join.extend(m.opt_strs("join"));
     cfg.retry_join.extend(m.opt_strs("retry-join"));
+    if let Some(v) = m.opt_str("encrypt") {
+        cfg.encrypt = Some(v);
+    }
     cfg.retry_join_wan.extend(m.opt_strs("join-wan"));
     cfg.retry_join_wan.extend(m.opt_strs("retry-join-wan"));
 
@@ -531,6 +623,9 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     if let Some(v) = f.retryjoinwan {
         cfg.retry_join_wan.extend(v);
     }
+    if let Some(v) = f.encrypt {
+        cfg.encrypt = Some(v);
+    }
     if let Some(v) = f.domain {
         cfg.dns.domain = v;
     }
@@ -539,6 +634,12 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     }
     if let Some(d) = f.dnsconfig {
         apply_dns(&mut cfg.dns, d)?;
+    }
+    if let Some(g) = f.gossiplan {
+        apply_gossip(&mut cfg.gossip_lan, g, "gossip_lan")?;
+    }
+    if let Some(g) = f.gossipwan {
+        apply_gossip(&mut cfg.gossip_wan, g, "gossip_wan")?;
     }
     if let Some(v) = f.checkupdateinterval {
         cfg.check_update_interval_ms =
@@ -633,6 +734,22 @@ mod tests {
         assert_eq!(c.services.len(), 1);
         assert_eq!(c.checks.len(), 1);
         assert!(c.enable_script_checks);
+    }
+
+    #[test]
+    fn gossip_blocks_override_the_pools_timers() {
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        let block = serde_json::json!({"gossip_lan": {"probe_interval": "200ms", "suspicion_mult": 2},
+            "gossip_wan": {"gossip_nodes": 2}});
+        apply_value(&mut c, block).unwrap();
+        let mut lan = legate_core::gossip::Config::lan();
+        c.gossip_lan.apply(&mut lan);
+        assert_eq!((lan.probe_interval_ms, lan.suspicion_mult, lan.probe_timeout_ms), (200, 2, 500));
+        assert_eq!(c.gossip_wan.gossip_nodes, Some(2));
+        let err = apply_value(&mut c, serde_json::json!({"gossip_lan": {"retransmit_mult": 0}})).unwrap_err();
+        assert!(err.contains("gossip_lan.retransmit_mult"), "{err}");
+        let err = apply_value(&mut c, serde_json::json!({"gossip_wan": {"probe_timeout": "soon"}})).unwrap_err();
+        assert!(err.contains("gossip_wan.probe_timeout"), "{err}");
     }
 
     #[test]

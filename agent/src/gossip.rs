@@ -13,7 +13,7 @@ use legate_core::raft::ServerNode;
 use legate_core::reconcile::{self, CatalogNode, MemberView};
 use legate_runtime::boot::{AgentServer, AgentWire};
 use legate_runtime::client::Forwarder;
-use legate_runtime::gossip::{Pool, PoolOptions};
+use legate_runtime::gossip::{Keyring, Pool, PoolOptions};
 use legate_runtime::{Consistency, QueryOptions};
 use tokio::sync::broadcast;
 
@@ -47,12 +47,16 @@ pub struct Pools {
     pub wan: Option<Pool>,
 }
 
+/// Consul's defaults (the fast local ones in `-dev`) with the `gossip_lan`/`gossip_wan`
+/// overrides.
 fn pool_config(cfg: &AgentConfig, wan: bool) -> Config {
-    match (cfg.dev, wan) {
+    let mut config = match (cfg.dev, wan) {
         (true, _) => Config::local(),
         (false, false) => Config::lan(),
         (false, true) => Config::wan(),
-    }
+    };
+    if wan { &cfg.gossip_wan } else { &cfg.gossip_lan }.apply(&mut config);
+    config
 }
 
 /// The tags this agent carries in gossip.
@@ -74,6 +78,13 @@ pub fn tags(cfg: &AgentConfig) -> BTreeMap<String, String> {
     t
 }
 
+/// A pool's keyring: the one saved in the data dir (`serf/local.keyring` or
+/// `serf/remote.keyring`), else the `encrypt` key; none means plain gossip.
+fn keyring(cfg: &AgentConfig, file: &str) -> Result<Option<Keyring>, String> {
+    let path = cfg.data_dir.as_ref().filter(|_| !cfg.dev).map(|d| d.join("serf").join(file));
+    Keyring::open(path.as_deref(), cfg.encrypt.as_deref()).map_err(|e| format!("gossip encryption: {e}"))
+}
+
 /// Binds and starts the pools.
 pub async fn start(cfg: &AgentConfig) -> Result<Pools, String> {
     let tags = tags(cfg);
@@ -85,6 +96,7 @@ pub async fn start(cfg: &AgentConfig) -> Result<Pools, String> {
         tags: tags.clone(),
         default_port: LAN_PORT,
         seed: rand::random(),
+        keyring: keyring(cfg, "local.keyring")?,
     })
     .await?;
     let wan = if cfg.server || cfg.dev {
@@ -97,6 +109,7 @@ pub async fn start(cfg: &AgentConfig) -> Result<Pools, String> {
                 tags,
                 default_port: WAN_PORT,
                 seed: rand::random(),
+                keyring: keyring(cfg, "remote.keyring")?,
             })
             .await?,
         )

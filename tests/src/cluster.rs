@@ -243,11 +243,14 @@ impl Cluster {
         self.start_client_with(join, &[])
     }
 
-    /// Starts a client agent that joins nobody (until `legate join`); does not wait for it.
-    pub fn start_client_unjoined(&mut self) -> usize {
+    /// Starts a client agent that joins nobody (until `legate join`), with extra agent
+    /// arguments; waits until its HTTP API answers.
+    pub fn start_client_unjoined(&mut self, extra: &[&str]) -> usize {
         let ports = Ports::free();
         let name = format!("c{}", self.clients.len() + 1);
-        let mut client = Proc::new(&name, &self.dir, base_args(&name, &self.dir, ports), ports);
+        let mut args = base_args(&name, &self.dir, ports);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut client = Proc::new(&name, &self.dir, args, ports);
         client.start();
         assert!(wait_until(CLUSTER_START_TIMEOUT, || client.try_request("GET", "/v1/agent/self", None).is_ok()));
         self.clients.push(client);

@@ -212,6 +212,8 @@ pub struct Agent {
     pub port: u16,
     /// The DNS port (UDP and TCP).
     pub dns_port: u16,
+    /// The WAN gossip port (UDP and TCP).
+    pub wan_port: u16,
     pub node: String,
     pub log_path: PathBuf,
     http: Http,
@@ -251,6 +253,7 @@ impl Agent {
                 child,
                 port: http,
                 dns_port: dns,
+                wan_port: wan,
                 node: node.clone(),
                 log_path: log_path.clone(),
                 http: Http::default(),

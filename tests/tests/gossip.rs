@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use legate_tests::cluster::{Cluster, Proc};
-use legate_tests::{free_port, run_cli, temp_file, wait_until};
+use legate_tests::{free_port, run_cli, run_cli_with, temp_file, wait_until, Agent};
 use serde_json::Value;
 
 /// Consul's LAN timers with 5 members: every member is probed within a round of 5 probe
@@ -119,7 +119,7 @@ fn five_agents_discover_each_other_and_a_killed_client_fails_out_of_dns_and_sess
 fn join_and_force_leave_from_the_cli() {
     let mut cluster = Cluster::start(1);
     // A client started without -retry-join is alone until `legate join`.
-    let c = cluster.start_client_unjoined();
+    let c = cluster.start_client_unjoined(&[]);
     let client = &cluster.clients[c];
     let (code, out, err) = run_cli(&["join", &cluster.servers[0].lan_addr()], &client.http_addr());
     assert_eq!((code, out.trim()), (0, "Successfully joined cluster by contacting 1 nodes."), "{err}");
@@ -143,4 +143,82 @@ fn join_and_force_leave_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(status_of(server, &name).as_deref(), Some("left"));
     assert!(wait_until(DEADLINE, || server.get(&format!("/v1/catalog/node/{name}")).json().is_null()), "deregistered");
+}
+
+#[test]
+fn servers_of_two_datacenters_federate_over_the_wan_pool() {
+    let a = Agent::start_dev(&[]);
+    let b = Agent::start_dev(&["-datacenter", "dc2"]);
+    let (code, out, err) = run_cli(&["join", "-wan", &format!("127.0.0.1:{}", b.wan_port)], &a.http_addr());
+    assert_eq!(code, 0, "{out}{err}");
+    let wan_names = |agent: &Agent| -> BTreeSet<String> {
+        let (_, out, _) = run_cli(&["members", "-wan"], &agent.http_addr());
+        out.lines()
+            .skip(1)
+            .filter(|l| l.contains("alive"))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    let both: BTreeSet<String> = [format!("{}.dc1", a.node), format!("{}.dc2", b.node)].into_iter().collect();
+    assert!(wait_until(DEADLINE, || wan_names(&a) == both && wan_names(&b) == both), "{:?}", wan_names(&b));
+    assert_eq!(a.get("/v1/catalog/datacenters").json(), serde_json::json!(["dc1", "dc2"]));
+    assert_eq!(b.get("/v1/catalog/datacenters").json(), serde_json::json!(["dc2", "dc1"]), "own datacenter first");
+    // The LAN pools stay apart.
+    assert_eq!(a.get("/v1/agent/members").json().as_array().map(Vec::len), Some(1));
+}
+
+/// `legate keyring -list` at `agent`: (pool, key, holders/total) lines.
+fn keyring_list(agent: &Proc) -> Vec<String> {
+    let (code, out, err) = run_cli(&["keyring", "-list"], &agent.http_addr());
+    assert_eq!(code, 0, "{err}");
+    out.lines().map(str::trim).filter(|l| l.ends_with(']') || l.ends_with(':')).map(str::to_string).collect()
+}
+
+#[test]
+fn encrypted_gossip_refuses_strangers_and_rotates_keys_across_restarts() {
+    let key = || {
+        let out = run_cli_with(&["keygen"], None, &[]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let (k1, k2, other) = (key(), key(), key());
+    assert_ne!(k1, k2);
+    let mut cluster = Cluster::start_with(1, &["-encrypt", &k1]);
+    let c = cluster.start_client_with(&[0], &["-encrypt", &k1]);
+    let server = &cluster.servers[0];
+    let two_alive = |agent: &Proc| members(agent).iter().filter(|(_, s, _)| s == "alive").count() == 2;
+    assert!(wait_until(DEADLINE, || two_alive(server)));
+    assert_eq!(keyring_list(server), ["WAN:", &format!("{k1} [1/1]"), "dc1 (LAN):", &format!("{k1} [2/2]")]);
+
+    // An agent with another key cannot join, nor can one without a key.
+    let stranger = cluster.start_client_unjoined(&["-encrypt", &other]);
+    let plain = cluster.start_client_unjoined(&[]);
+    for i in [stranger, plain] {
+        let (code, _, err) = run_cli(&["join", &cluster.servers[0].lan_addr()], &cluster.clients[i].http_addr());
+        assert_eq!(code, 1, "{err}");
+    }
+    let (code, _, err) = run_cli(&["keyring", "-list"], &cluster.clients[plain].http_addr());
+    assert_eq!(code, 1);
+    assert!(err.contains("encryption is not enabled"), "{err}");
+    assert_eq!(members(&cluster.servers[0]).len(), 2, "neither got in");
+
+    // Rotate from the server: install, use, remove — every member follows.
+    let server = &cluster.servers[0];
+    for args in [["keyring", "-install", &k2], ["keyring", "-use", &k2], ["keyring", "-remove", &k1]] {
+        let (code, out, err) = run_cli(&args, &server.http_addr());
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    assert_eq!(keyring_list(server), ["WAN:", &format!("{k2} [1/1]"), "dc1 (LAN):", &format!("{k2} [2/2]")]);
+    let (code, _, err) = run_cli(&["keyring", "-remove", &k2], &server.http_addr());
+    assert_eq!(code, 1, "the primary key cannot be removed");
+    assert!(err.contains("primary key"), "{err}");
+
+    // The client restarts with `-encrypt k1` on its command line: its saved keyring (k2) wins,
+    // so it gets back in although the cluster no longer knows k1.
+    let name = cluster.clients[c].name.clone();
+    cluster.clients[c].kill9();
+    assert!(wait_until(DETECTION_MAX, || status_of(&cluster.servers[0], &name).as_deref() == Some("failed")));
+    cluster.clients[c].start();
+    assert!(wait_until(DEADLINE, || status_of(&cluster.servers[0], &name).as_deref() == Some("alive")));
 }

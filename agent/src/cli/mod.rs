@@ -4,6 +4,7 @@
 
 mod catalog;
 mod client;
+mod keyring;
 mod kv;
 mod maint;
 mod members;
@@ -22,6 +23,8 @@ Available commands are:
     catalog     Interact with the catalog (services, nodes)
     force-leave Marks a failed member as having left the cluster
     join        Tells the agent to join a cluster through another agent
+    keygen      Generates a new gossip encryption key
+    keyring     Manages gossip encryption keys on every member
     kv          Interact with the key-value store (get, put, delete)
     leave       Gracefully leaves the cluster and shuts the agent down
     maint       Puts a node or service into maintenance mode (or lists what is)
@@ -45,6 +48,8 @@ pub fn run(args: &[String]) -> i32 {
         "members" => members::run(rest),
         "join" => members::run_join(rest),
         "force-leave" => members::run_force_leave(rest),
+        "keygen" => keyring::run_keygen(rest),
+        "keyring" => keyring::run(rest),
         "operator" => operator::run_operator(rest),
         "leave" => operator::run_leave(rest),
         "reload" => maint::run_reload(rest),

@@ -16,9 +16,22 @@ use super::views::{CatalogServiceEntry, NodeServiceList, NodeServices};
 use super::{pick, read, reply, Shared};
 use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
 
-/// Works without a leader: it is this server's own knowledge.
+/// This agent's datacenter first, then every other datacenter with a live server in the WAN
+/// pool, by name (Consul orders by round-trip time; we have no network coordinates yet).
+/// Works without a leader: it is this server's own knowledge. A client agent has no WAN pool
+/// and answers its own datacenter.
 pub async fn datacenters(State(state): State<Shared>, params: Params) -> HttpResult {
-    reply::ok(&params, &[state.config.datacenter.as_str()])
+    let own = state.config.datacenter.clone();
+    let mut others = std::collections::BTreeSet::new();
+    if let Some(wan) = &state.pools.wan {
+        for m in wan.members().iter().filter(|m| m.is_live()) {
+            if let Some(dc) = m.tags.get(crate::gossip::TAG_DC).filter(|dc| **dc != own) {
+                others.insert(dc.clone());
+            }
+        }
+    }
+    let list: Vec<String> = std::iter::once(own).chain(others).collect();
+    reply::ok(&params, &list)
 }
 
 pub async fn nodes(State(state): State<Shared>, params: Params) -> HttpResult {

@@ -9,6 +9,7 @@ mod catalog;
 mod error;
 mod health;
 pub mod json;
+mod keyring;
 mod kv;
 mod operator;
 pub mod params;
@@ -126,6 +127,10 @@ pub fn router(state: Shared) -> Router {
         .route("/operator/raft/configuration", get(operator::configuration))
         .route("/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/agent/leave", put(agent::leave).post(agent::leave))
+        .route(
+            "/operator/keyring",
+            get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),
+        )
         .route(
             "/snapshot",
             get(snapshot::save)
