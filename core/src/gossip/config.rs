@@ -37,6 +37,10 @@ pub struct Config {
     pub tombstone_timeout_ms: u64,
     /// How often failed and left members are checked for reaping.
     pub reap_interval_ms: u64,
+    /// How often this member may try a full-state exchange with a random failed member
+    /// (Serf's reconnect, with probability failed/alive), so that two sides of a healed
+    /// partition, each believing the other dead, find each other again.
+    pub reconnect_interval_ms: u64,
     /// Lifeguard's three mechanisms (dynamic suspicion with confirmations, local health
     /// awareness with nacks, buddy system). Off gives plain SWIM with a fixed suspicion
     /// timeout, for comparison in the simulator.
@@ -64,6 +68,7 @@ impl Config {
             reconnect_timeout_ms: 72 * 3_600_000,
             tombstone_timeout_ms: 24 * 3_600_000,
             reap_interval_ms: 15_000,
+            reconnect_interval_ms: 30_000,
             lifeguard: true,
         }
     }

@@ -163,6 +163,7 @@ pub struct Gossip {
     next_gossip_ms: u64,
     next_push_pull_ms: u64,
     next_reap_ms: u64,
+    next_reconnect_ms: u64,
     leaving: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -196,6 +197,7 @@ impl Gossip {
         let mut g = Gossip {
             awareness: Awareness::new(config.awareness_max_multiplier),
             next_reap_ms: now_ms + config.reap_interval_ms,
+            next_reconnect_ms: now_ms + config.reconnect_interval_ms,
             config,
             name: name.to_string(),
             members: BTreeMap::new(),
@@ -331,7 +333,7 @@ impl Gossip {
     pub fn poll_timeout(&self) -> Option<u64> {
         let mut t = self.next_gossip_ms.min(self.next_reap_ms);
         if !self.leaving {
-            t = t.min(self.next_probe_ms).min(self.next_push_pull_ms);
+            t = t.min(self.next_probe_ms).min(self.next_push_pull_ms).min(self.next_reconnect_ms);
         }
         if let Some(p) = &self.probe {
             t = t.min(p.deadline_ms);
@@ -380,6 +382,10 @@ impl Gossip {
         if !self.leaving && self.next_push_pull_ms <= now_ms {
             self.push_pull(now_ms);
             self.next_push_pull_ms = now_ms + self.config.push_pull_interval_for(self.num_live());
+        }
+        if !self.leaving && self.next_reconnect_ms <= now_ms {
+            self.reconnect();
+            self.next_reconnect_ms = now_ms + self.config.reconnect_interval_ms;
         }
         if self.next_reap_ms <= now_ms {
             self.reap(now_ms);
@@ -831,6 +837,25 @@ impl Gossip {
         let Some(target) = self.random_members(1, |m| m.state == MemberState::Alive && m.name != me).pop() else {
             return;
         };
+        let addr = self.members[&target].addr;
+        let bytes = wire::encode_stream(&StreamMsg::PushPull { join: false, states: self.push_states() });
+        self.open_stream(addr, StreamKind::PushPull, 0, bytes);
+    }
+
+    /// Serf's reconnect: with probability failed/alive, a push-pull with one random failed
+    /// member. If it is in fact alive (a healed partition), each side learns that the other
+    /// believes it dead and refutes.
+    fn reconnect(&mut self) {
+        let failed = self.members.values().filter(|m| m.state == MemberState::Dead).count();
+        if failed == 0 {
+            return;
+        }
+        let alive = self.num_live().max(1);
+        // Draw in [0, alive): go ahead when the draw falls below `failed`.
+        if (self.rng.next_u64() % alive as u64) >= failed as u64 {
+            return;
+        }
+        let Some(target) = self.random_members(1, |m| m.state == MemberState::Dead).pop() else { return };
         let addr = self.members[&target].addr;
         let bytes = wire::encode_stream(&StreamMsg::PushPull { join: false, states: self.push_states() });
         self.open_stream(addr, StreamKind::PushPull, 0, bytes);

@@ -23,6 +23,8 @@ struct Net {
     now: u64,
     nodes: Vec<Gossip>,
     down: BTreeSet<usize>,
+    /// While set, members on different sides (below / at or above it) cannot talk.
+    split_at: Option<usize>,
     events: Vec<(usize, Event)>,
     /// Datagrams in flight: (deliver at, to, from, bytes).
     wire: Vec<(u64, usize, SocketAddr, Vec<u8>)>,
@@ -33,13 +35,24 @@ impl Net {
     fn new(n: usize, config: Config) -> Net {
         let nodes =
             (0..n).map(|i| Gossip::new(0, config.clone(), &name(i), addr(i), tags(i), i as u64).unwrap()).collect();
-        let mut net =
-            Net { now: 0, nodes, down: BTreeSet::new(), events: Vec::new(), wire: Vec::new(), largest_packet: 0 };
+        let mut net = Net {
+            now: 0,
+            nodes,
+            down: BTreeSet::new(),
+            split_at: None,
+            events: Vec::new(),
+            wire: Vec::new(),
+            largest_packet: 0,
+        };
         for i in 1..n {
             net.nodes[i].join(0, &[addr(0)]);
         }
         net.drain();
         net
+    }
+
+    fn cut(&self, a: usize, b: usize) -> bool {
+        self.down.contains(&a) || self.down.contains(&b) || self.split_at.is_some_and(|s| (a < s) != (b < s))
     }
 
     fn index_of(&self, a: SocketAddr) -> Option<usize> {
@@ -73,9 +86,7 @@ impl Net {
             }
             Output::Stream { to, token, bytes, .. } => {
                 let reply = match self.index_of(to) {
-                    Some(j) if !self.down.contains(&j) && !self.down.contains(&from) => {
-                        self.nodes[j].handle_stream(self.now, from_addr, &bytes)
-                    }
+                    Some(j) if !self.cut(from, j) => self.nodes[j].handle_stream(self.now, from_addr, &bytes),
                     _ => None,
                 };
                 self.nodes[from].handle_stream_reply(self.now, token, reply.as_deref());
@@ -92,8 +103,8 @@ impl Net {
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire).into_iter().partition(|p| p.0 <= now);
             self.wire = later;
             for (_, to, from, bytes) in due {
-                let sender_down = self.index_of(from).is_some_and(|i| self.down.contains(&i));
-                if !self.down.contains(&to) && !sender_down {
+                let sender = self.index_of(from).expect("a member sent it");
+                if !self.cut(sender, to) {
                     self.nodes[to].handle_packet(now, from, &bytes);
                 }
             }
@@ -162,6 +173,20 @@ fn a_crashed_member_is_suspected_then_failed_everywhere() {
         net.events.iter().filter(|(_, e)| matches!(e, Event::Failed(m) if m.name == "n7")).map(|(i, _)| *i).collect();
     assert_eq!(failed.len(), 9, "every live member reported the failure once: {failed:?}");
     assert!(net.events.iter().all(|(_, e)| !matches!(e, Event::Failed(m) if m.name != "n7")), "no false positive");
+}
+
+#[test]
+fn the_two_sides_of_a_long_partition_find_each_other_after_it_heals() {
+    let mut net = Net::new(8, Config::lan());
+    net.run_until(3_000);
+    net.split_at = Some(4);
+    // Long enough that each side declared the other dead and stopped gossiping to it.
+    net.run_until(net.now + 120_000);
+    assert!((0..4).all(|i| (4..8).all(|j| net.state(i, j) == Some(MemberState::Dead))), "each side failed the other");
+    net.split_at = None;
+    let all_alive = |n: &Net| (0..8).all(|j| n.all_see(j, MemberState::Alive));
+    let took = net.run_until_true(5 * 60_000, all_alive).expect("the pool is whole again");
+    assert!(took <= 3 * 60_000, "healed in {took} ms");
 }
 
 #[test]
