@@ -590,7 +590,11 @@ impl Gossip {
             Msg::IndirectPing { seq, target, target_addr } => {
                 self.seq = self.seq.wrapping_add(1);
                 let own = self.seq;
-                let nack_at_ms = now_ms + self.config.probe_timeout_ms;
+                // The requester gave up on its direct ping after the probe timeout and settles
+                // the probe at the end of the interval: the nack must arrive before that.
+                let c = &self.config;
+                let window = c.probe_timeout_ms.min(c.probe_interval_ms.saturating_sub(c.probe_timeout_ms));
+                let nack_at_ms = now_ms + window * 8 / 10;
                 self.relays.insert(own, Relay { requester: from, requester_seq: seq, nack_at_ms });
                 self.send(target_addr, vec![Msg::Ping { seq: own, target }]);
             }

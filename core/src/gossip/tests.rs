@@ -306,6 +306,31 @@ fn a_probe_of_a_suspect_carries_the_suspicion_first() {
 }
 
 #[test]
+fn a_relay_nacks_a_silent_target_before_the_requester_settles_its_probe() {
+    for config in [Config::lan(), Config::wan(), Config::local()] {
+        let mut g = Gossip::new(0, config.clone(), "relay", addr(0), BTreeMap::new(), 1).unwrap();
+        let mut p = wire::PacketBuilder::new(1400);
+        p.push(&wire::encode_msg(&Msg::IndirectPing { seq: 7, target: "t".into(), target_addr: addr(2) }));
+        g.handle_packet(0, addr(1), &p.finish());
+        while g.poll_output().is_some() {}
+        let nacked_at = loop {
+            let at = g.poll_timeout().unwrap();
+            g.handle_timeout(at);
+            let nack = std::iter::from_fn(|| g.poll_output()).any(|o| match o {
+                Output::Packet { to, bytes } if to == addr(1) => {
+                    wire::decode_packet(&bytes).unwrap().0.contains(&Msg::Nack { seq: 7 })
+                }
+                _ => false,
+            });
+            if nack || at > config.probe_interval_ms {
+                break at;
+            }
+        };
+        assert!(nacked_at < config.probe_interval_ms - config.probe_timeout_ms, "nack at {nacked_at} ms: {config:?}");
+    }
+}
+
+#[test]
 fn confirmations_shorten_a_suspicion_to_its_minimum() {
     let (min, max) = (4_000, 24_000);
     assert_eq!(timeout_ms(0, 2, min, max), max);
