@@ -720,47 +720,39 @@ impl Gossip {
 
     fn on_dead(&mut self, now_ms: u64, msg: Msg) {
         let Msg::Dead { incarnation, ref node, .. } = msg else { return };
-        let Some(m) = self.members.get(node.as_str()) else { return };
-        if incarnation < m.incarnation || !m.is_live() {
-            return;
+        if self.members.get(node.as_str()).is_some_and(|m| incarnation >= m.incarnation && m.is_live()) {
+            self.mark_down(now_ms, msg, MemberState::Dead);
         }
-        if *node == self.name {
-            if !self.leaving {
-                self.refute(incarnation);
-            }
-            return;
-        }
-        self.suspicions.remove(node.as_str());
-        let m = self.members.get_mut(node.as_str()).expect("checked");
-        m.incarnation = incarnation;
-        m.state = MemberState::Dead;
-        m.state_change_ms = now_ms;
-        let m = m.clone();
-        self.queue(&msg);
-        self.outputs.push_back(Output::Event(Event::Failed(m)));
     }
 
     fn on_left(&mut self, now_ms: u64, msg: Msg) {
         let Msg::Left { incarnation, ref node } = msg else { return };
-        let Some(m) = self.members.get(node.as_str()) else { return };
-        if incarnation < m.incarnation || m.state == MemberState::Left {
-            return;
+        if self.members.get(node.as_str()).is_some_and(|m| incarnation >= m.incarnation && m.state != MemberState::Left)
+        {
+            self.mark_down(now_ms, msg, MemberState::Left);
         }
-        if *node == self.name {
+    }
+
+    /// Accepted news that a member is dead or left (`msg`): record, pass on, report it — or,
+    /// about ourselves (someone failed or forced us out, or an earlier life left), refute it.
+    fn mark_down(&mut self, now_ms: u64, msg: Msg, state: MemberState) {
+        let (Msg::Dead { incarnation, node, .. } | Msg::Left { incarnation, node }) = &msg else { return };
+        let (incarnation, node) = (*incarnation, node.clone());
+        if node == self.name {
             if !self.leaving {
-                // Someone forced us out, or news of an earlier life's leave: we are here.
                 self.refute(incarnation);
             }
             return;
         }
-        self.suspicions.remove(node.as_str());
-        let m = self.members.get_mut(node.as_str()).expect("checked");
+        self.suspicions.remove(&node);
+        let Some(m) = self.members.get_mut(&node) else { return };
         m.incarnation = incarnation;
-        m.state = MemberState::Left;
+        m.state = state;
         m.state_change_ms = now_ms;
         let m = m.clone();
         self.queue(&msg);
-        self.outputs.push_back(Output::Event(Event::Left(m)));
+        let event = if state == MemberState::Left { Event::Left(m) } else { Event::Failed(m) };
+        self.outputs.push_back(Output::Event(event));
     }
 
     /// Someone believes something older about us: announce a newer incarnation.
