@@ -34,9 +34,10 @@ pub const WAN_PORT: u16 = 8302;
 
 /// The leader reconciles every member at least this often (Consul's `reconcile_interval`).
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-/// Retry-join backoff bounds (Consul retries every 30 s; we start faster so a cluster
-/// started all at once forms quickly).
-const RETRY_JOIN_MIN: Duration = Duration::from_secs(1);
+/// Retry-join pacing: every second for the first attempts (agents of a cluster started all
+/// at once come up within seconds of each other), then backing off to Consul's 30 s.
+const RETRY_JOIN_FAST: Duration = Duration::from_secs(1);
+const RETRY_JOIN_FAST_ATTEMPTS: u32 = 15;
 const RETRY_JOIN_MAX: Duration = Duration::from_secs(30);
 
 /// The agent's pools.
@@ -124,8 +125,8 @@ pub async fn retry_join(pool: Pool, addrs: Vec<String>) {
     if addrs.is_empty() {
         return;
     }
-    let mut wait = RETRY_JOIN_MIN;
-    loop {
+    let mut wait = RETRY_JOIN_FAST;
+    for attempt in 1.. {
         match pool.join(&addrs).await {
             Ok(n) => {
                 tracing::info!(pool = pool.name(), joined = n, "join completed");
@@ -134,7 +135,9 @@ pub async fn retry_join(pool: Pool, addrs: Vec<String>) {
             Err(e) => tracing::warn!(error = %e, retry_in = ?wait, "join failed; retrying"),
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(RETRY_JOIN_MAX);
+        if attempt >= RETRY_JOIN_FAST_ATTEMPTS {
+            wait = (wait * 2).min(RETRY_JOIN_MAX);
+        }
     }
 }
 

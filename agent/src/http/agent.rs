@@ -80,37 +80,32 @@ fn member_json(m: &Member, pool: &Pool) -> Value {
 /// `GET /v1/agent/members[?wan=1]`: the LAN pool, or a server's WAN pool (a client agent has
 /// none: an empty list). `?segment` is accepted and ignored (one segment).
 pub async fn members(State(state): State<Shared>, params: Params) -> HttpResult {
-    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
-    let pool = if wan { state.pools.wan.as_ref() } else { Some(&state.pools.lan) };
-    let body: Vec<Value> = match pool {
-        Some(pool) => pool.members().iter().map(|m| member_json(m, pool)).collect(),
-        None => Vec::new(),
+    let body: Vec<Value> = match pool_of(&state, &params) {
+        Ok(pool) => pool.members().iter().map(|m| member_json(m, pool)).collect(),
+        Err(_) => Vec::new(),
     };
     reply::ok(&params, &body)
 }
 
+/// The pool a request names: the WAN pool with `?wan=1` (servers only), else the LAN pool.
+fn pool_of<'a>(state: &'a Shared, params: &Params) -> Result<&'a Pool, HttpError> {
+    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
+    if !wan {
+        return Ok(&state.pools.lan);
+    }
+    state.pools.wan.as_ref().ok_or_else(|| HttpError::bad_request("Must be a server to use the WAN pool"))
+}
+
 /// `PUT /v1/agent/join/:address[?wan=1]`: joins the pool through that agent.
 pub async fn join(State(state): State<Shared>, Path(address): Path<String>, params: Params) -> HttpResult {
-    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
-    let pool = if wan {
-        state.pools.wan.as_ref().ok_or_else(|| HttpError::bad_request("Must be a server to join the WAN pool"))?
-    } else {
-        &state.pools.lan
-    };
-    pool.join(&[address]).await.map_err(HttpError::internal)?;
+    pool_of(&state, &params)?.join(&[address]).await.map_err(HttpError::internal)?;
     Ok(StatusCode::OK.into_response())
 }
 
 /// `PUT /v1/agent/force-leave/:node[?prune][&wan=1]`: a failed member is marked left (and,
 /// once reaped, forgotten); the leader then deregisters it.
 pub async fn force_leave(State(state): State<Shared>, Path(node): Path<String>, params: Params) -> HttpResult {
-    let wan = params.bool("wan").unwrap_or(false) || params.get("wan") == Some("1");
-    let pool = if wan {
-        state.pools.wan.as_ref().ok_or_else(|| HttpError::bad_request("Must be a server to use the WAN pool"))?
-    } else {
-        &state.pools.lan
-    };
-    match pool.force_leave(&node).await {
+    match pool_of(&state, &params)?.force_leave(&node).await {
         Ok(()) => Ok(StatusCode::OK.into_response()),
         Err(e) if e.starts_with("no member") => {
             Err(HttpError::internal(format!("agent: No node found with name '{node}'")))
