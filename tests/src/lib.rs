@@ -88,18 +88,26 @@ fn build_legate() -> PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1: bind port 0, read the port, let it go.
+/// A port on 127.0.0.1 free for both TCP and UDP: bind, read the port, let it go.
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` distinct free ports, held together while they are picked so they differ.
+/// `N` distinct ports free for both TCP and UDP (gossip and DNS bind both on one port), held
+/// together while they are picked so they differ.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> =
-        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    let mut held: Vec<(TcpListener, std::net::UdpSocket)> = Vec::with_capacity(N);
+    while held.len() < N {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = tcp.local_addr().expect("local addr").port();
+        // A port some process holds for UDP only (a DNS client's, say) is skipped.
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((tcp, udp));
+        }
+    }
     let mut ports = [0u16; N];
-    for (port, l) in ports.iter_mut().zip(&listeners) {
-        *port = l.local_addr().expect("local addr").port();
+    for (port, (tcp, _)) in ports.iter_mut().zip(&held) {
+        *port = tcp.local_addr().expect("local addr").port();
     }
     ports
 }
@@ -412,6 +420,15 @@ pub fn run_cli_with(args: &[&str], http_addr: Option<&str>, envs: &[(&str, &str)
     let _ = std::fs::remove_file(&out_path);
     let _ = std::fs::remove_file(&err_path);
     CliOutput { code: status.code().unwrap_or(-1), stdout, stderr }
+}
+
+/// `dig +short name` against the DNS server on 127.0.0.1:`port`: the answer lines.
+pub fn dig_short(port: u16, name: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "+short", name])
+        .output()
+        .expect("run dig (Debian's dnsutils)");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
 /// Writes `contents` to a fresh file under the temp dir (for `-config-file`).

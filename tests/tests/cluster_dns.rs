@@ -3,21 +3,12 @@
 //! answering (a stale read from a surviving server) after the leader is SIGKILLed.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use legate_tests::cluster::Cluster;
-use legate_tests::{free_port, wait_until};
+use legate_tests::{dig_short, free_port, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn dig_short(port: u16, name: &str) -> BTreeSet<String> {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "+short", name])
-        .output()
-        .expect("run dig (Debian's dnsutils)");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
-}
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()

@@ -5,11 +5,10 @@
 //! services back. Also `legate join`, `legate leave` (left, deregistered) and `force-leave`.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use legate_tests::cluster::{Cluster, Proc};
-use legate_tests::{free_port, run_cli, run_cli_with, temp_file, wait_until, Agent};
+use legate_tests::{dig_short, free_port, run_cli, run_cli_with, temp_file, wait_until, Agent};
 use serde_json::Value;
 
 /// Consul's LAN timers with 5 members: every member is probed within a round of 5 probe
@@ -17,14 +16,6 @@ use serde_json::Value;
 /// other members). The bound adds slack for a busy CI machine.
 const DETECTION_MAX: Duration = Duration::from_secs(45);
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn dig_short(port: u16, name: &str) -> BTreeSet<String> {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "+short", name])
-        .output()
-        .expect("run dig (Debian's dnsutils)");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
-}
 
 /// `legate members` at `agent`: name → (status, type).
 fn members(agent: &Proc) -> Vec<(String, String, String)> {
