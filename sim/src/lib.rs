@@ -30,6 +30,8 @@
 //! - [`runtime`]: openraft's [`AsyncRuntime`](openraft_rt::AsyncRuntime) on madsim.
 //! - [`check`]: the checkers, one property per file.
 //! - [`disk`]: the simulated disk (unsynced writes lost on crash, torn tails, bit flips).
+//! - [`gossip`]: gossip membership (SWIM + Lifeguard) on its own fast discrete-event driver,
+//!   at 5 to 1,000 members (no madsim tasks: the gossip state machine is sans-IO).
 //! - [`scenario`]: Jepsen-style scenario files.
 //! - [`workload`]: the clients' workloads (KV register, locks, services, transactions).
 //! - [`run`]: one seeded run of a scenario, and the report the checkers produce.
@@ -52,6 +54,8 @@ compile_error!(
 pub mod check;
 #[cfg(any(madsim, doc))]
 pub mod disk;
+#[cfg(any(madsim, doc))]
+pub mod gossip;
 #[cfg(any(madsim, doc))]
 pub mod run;
 #[cfg(any(madsim, doc))]

@@ -4,6 +4,7 @@
 //! cargo run -p sim --release -- run scenarios/slow/partition-kv.toml --seeds 0..5000
 //! cargo run -p sim --release -- run scenarios/fast/locks.toml --seed 17 --trace
 //! cargo run -p sim --release -- check scenarios/**/*.toml
+//! cargo run -p sim --release -- gossip --nodes 1000 --seeds 0..3 --loss 0.2
 //! ```
 
 use std::io::Write as _;
@@ -20,12 +21,14 @@ const USAGE: &str = "\
 usage:
   sim run <scenario.toml> [--seeds A..B | --seed N] [--jobs N] [--trace] [--quiet]
   sim check <scenario.toml>...
+  sim gossip [--nodes N] [--seeds A..B] [--loss P] [--lifeguard on|off|both] [--slow K] ...
 
 run     runs the scenario once per seed (default seeds 0..100) and checks every run.
         A negative scenario (one with [plant]) passes when its planted bug is caught.
         --trace prints each run's trace (virtual time, node, event).
         --jobs  runs that many seeds at once (default: the number of CPUs).
-check   parses and validates scenario files, printing the first error of each.";
+check   parses and validates scenario files, printing the first error of each.
+gossip  runs the gossip membership experiment at scale; `sim gossip --help` lists its flags.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
         Some("check") if args.len() > 1 => check(&args[1..]),
+        Some("gossip") => sim::gossip::cli::main(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
