@@ -30,6 +30,13 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// A read's JSON body (`None`: 404) and its `X-Consul-Index`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Indexed {
+    pub body: Option<Value>,
+    pub index: u64,
+}
+
 impl Client {
     /// The address comes from the flag, else `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`.
     pub fn from_flags(addr: Option<String>, token: Option<String>, datacenter: Option<String>, stale: bool) -> Client {
@@ -93,6 +100,35 @@ impl Client {
                 Err(CallError::Transport(format!("Error connecting to Legate agent: {t}")))
             }
         }
+    }
+
+    /// A GET that also returns `X-Consul-Index` (0 when the answer has none); `body` is `None`
+    /// on 404, which still carries an index (a blocking read of a missing key).
+    pub fn get_indexed(&self, path: &str, query: &[(&str, String)]) -> Result<Indexed, CallError> {
+        let url = self.url(path, query, true);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.set("X-Consul-Token", t);
+        }
+        let (resp, found) = match req.call() {
+            Ok(resp) => (resp, true),
+            Err(ureq::Error::Status(404, resp)) => (resp, false),
+            Err(ureq::Error::Status(code, resp)) => {
+                return Err(CallError::Status(code, resp.into_string().unwrap_or_default()))
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(CallError::Transport(format!("Error connecting to Legate agent: {t}")))
+            }
+        };
+        let index = resp.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf).map_err(|e| CallError::Transport(e.to_string()))?;
+        let body = if found {
+            Some(serde_json::from_slice(&buf).map_err(|e| CallError::Transport(format!("bad JSON from agent: {e}")))?)
+        } else {
+            None
+        };
+        Ok(Indexed { body, index })
     }
 
     /// GET returning JSON; `Ok(None)` on 404.

@@ -2,6 +2,7 @@
 //! API (`kv`, `catalog`, `members`). Flags follow Consul's (and Go's flag package): single
 //! dash, `-flag value` or `-flag=value`, and flags end at the first positional argument.
 
+pub mod blocking;
 mod catalog;
 mod client;
 mod keyring;
@@ -13,7 +14,7 @@ mod snapshot;
 
 use getopts::{Matches, Options, ParsingStyle};
 
-pub use client::Client;
+pub use client::{CallError, Client, Indexed};
 
 /// The top-level usage text.
 pub const USAGE: &str = "Usage: legate [--version] [--help] <command> [<args>]
