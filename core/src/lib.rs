@@ -27,6 +27,7 @@ pub mod duration;
 pub mod gossip;
 pub mod leader;
 pub mod limits;
+pub mod lock;
 pub mod plant;
 pub mod raft;
 pub mod reconcile;
