@@ -7,6 +7,7 @@ mod catalog;
 mod client;
 mod keyring;
 mod kv;
+mod lock;
 mod maint;
 mod members;
 mod operator;
@@ -28,6 +29,7 @@ Available commands are:
     keyring     Manages gossip encryption keys on every member
     kv          Interact with the key-value store (get, put, delete)
     leave       Gracefully leaves the cluster and shuts the agent down
+    lock        Runs a command while holding a lock (or one of N semaphore slots)
     maint       Puts a node or service into maintenance mode (or lists what is)
     members     Lists the members of the cluster
     operator    Cluster operator tools (raft list-peers, raft remove-peer)
@@ -45,6 +47,7 @@ pub fn run(args: &[String]) -> i32 {
     let rest = &args[1..];
     match command.as_str() {
         "kv" => kv::run(rest),
+        "lock" => lock::run(rest),
         "catalog" => catalog::run(rest),
         "members" => members::run(rest),
         "join" => members::run_join(rest),
