@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use legate_core::dns::DnsConfig;
 
+use crate::cli::watch::{self, Handler, View, WatchConfig};
 use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
 use crate::http::json;
 
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     pub node_meta: BTreeMap<String, String>,
     pub services: Vec<ServiceDef>,
     pub checks: Vec<CheckDef>,
+    /// Watches the agent runs against its own HTTP API (`watches`, Consul's format).
+    pub watches: Vec<WatchConfig>,
     pub log_level: String,
     /// LAN gossip addresses to join (`-join`, `-retry-join`; port 8301 unless given).
     pub retry_join: Vec<String>,
@@ -123,6 +126,7 @@ struct FileConfig {
     services: Option<Vec<Value>>,
     check: Option<Value>,
     checks: Option<Vec<Value>>,
+    watches: Option<Vec<Value>>,
     domain: Option<String>,
     recursors: Option<Vec<String>>,
     dnsconfig: Option<DnsFileConfig>,
@@ -244,6 +248,7 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "services",
     "check",
     "checks",
+    "watches",
     "domain",
     "recursors",
     "dnsconfig",
@@ -335,6 +340,7 @@ pub fn parse_agent_args(args: &[String], hostname: &str) -> Result<Option<AgentC
         node_meta: BTreeMap::new(),
         services: Vec::new(),
         checks: Vec::new(),
+        watches: Vec::new(),
         log_level: "info".into(),
         retry_join: Vec::new(),
         retry_join_wan: Vec::new(),
@@ -460,6 +466,9 @@ fn validate(cfg: &AgentConfig) -> Result<(), String> {
     let segment = legate_core::limits::LOG_SEGMENT_MAX_BYTES;
     if !(4096..=segment).contains(&cfg.raft_log_segment_bytes) {
         return Err(format!("raft_log_segment_bytes must be between 4096 and {segment}"));
+    }
+    if !cfg.watches.is_empty() && cfg.http_port.is_none() {
+        return Err("watches need the HTTP API (they query the agent through it); enable ports.http".into());
     }
     if cfg.dev {
         return Ok(());
@@ -658,7 +667,90 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     for check in f.check.into_iter().chain(f.checks.unwrap_or_default()) {
         cfg.checks.push(json::decode_value(check).map_err(|e| format!("check: {}", e.message))?);
     }
+    for (i, entry) in f.watches.unwrap_or_default().into_iter().enumerate() {
+        let kind = entry.get("type").and_then(Value::as_str).map(|t| format!(" (type {t:?})")).unwrap_or_default();
+        cfg.watches.push(parse_watch(entry).map_err(|e| format!("watches[{i}]{kind}: {e}"))?);
+    }
     Ok(advertise_set)
+}
+
+/// One `watches` entry (keys normalised), Consul's format: `type` and its parameters, a
+/// script handler (`args` run directly, or `handler` run with `sh -c`), and optionally
+/// `handler_type` (only `script`), `datacenter`, `token`, `stale`.
+fn parse_watch(entry: Value) -> Result<WatchConfig, String> {
+    let Value::Object(mut fields) = entry else { return Err("a watch must be an object".into()) };
+    let mut take = |name: &str| fields.remove(name);
+    let string = |v: Option<Value>, name: &str| -> Result<Option<String>, String> {
+        match v {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    };
+    let boolean = |v: Option<Value>, name: &str| -> Result<Option<bool>, String> {
+        match v {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(format!("{name} must be a boolean")),
+        }
+    };
+    let tags = match take("tag") {
+        None => Vec::new(),
+        Some(Value::String(t)) => vec![t],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|t| t.as_str().map(str::to_string).ok_or("tag must be a string or a list of strings"))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("tag must be a string or a list of strings".into()),
+    };
+    let passing_only = boolean(take("passingonly"), "passingonly")?;
+    let passing = boolean(take("passing"), "passing")?;
+    let params = watch::Params {
+        kind: string(take("type"), "type")?.unwrap_or_default(),
+        key: string(take("key"), "key")?,
+        prefix: string(take("prefix"), "prefix")?,
+        service: string(take("service"), "service")?,
+        tags,
+        passing: passing_only.or(passing),
+        state: string(take("state"), "state")?,
+        name: string(take("name"), "name")?,
+        flags: false,
+    };
+    let handler_type = string(take("handlertype"), "handler_type")?;
+    let handler = string(take("handler"), "handler")?;
+    let args = match take("args") {
+        None => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .map(|a| a.as_str().map(str::to_string).ok_or("args must be a list of strings"))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err("args must be a list of strings".into()),
+    };
+    let datacenter = string(take("datacenter"), "datacenter")?.filter(|d| !d.is_empty());
+    let token = string(take("token"), "token")?.filter(|t| !t.is_empty());
+    let stale = boolean(take("stale"), "stale")?.unwrap_or(false);
+    match handler_type.as_deref() {
+        None | Some("script") => {}
+        Some("http") => {
+            return Err("handler_type \"http\" is not supported by Legate yet; use a script handler (args)".into())
+        }
+        Some(other) => return Err(format!("handler type {other:?} not recognized: want \"script\"")),
+    }
+    let unknown: Vec<String> = fields.keys().cloned().collect();
+    if !unknown.is_empty() {
+        return Err(format!("invalid parameters: {}", unknown.join(", ")));
+    }
+    let view = View::from_params(&params)?;
+    let handler = match (args, handler) {
+        (Some(_), Some(_)) => return Err("give args or handler, not both".into()),
+        (Some(args), None) if !args.is_empty() && !args[0].is_empty() => Handler::Args(args),
+        (None, Some(script)) if !script.trim().is_empty() => Handler::Shell(script),
+        (Some(_), None) | (None, Some(_)) => return Err("the watch handler is empty".into()),
+        (None, None) => return Err("a watch needs a handler: args (a command and its arguments) or handler".into()),
+    };
+    Ok(WatchConfig { view, handler, datacenter, token, stale })
 }
 
 fn apply_dns(dns: &mut DnsConfig, d: DnsFileConfig) -> Result<(), String> {
@@ -809,5 +901,67 @@ mod tests {
         assert_eq!((c.dns.service_ttl_s["*"], c.dns.service_ttl_s["web"]), (5, 30));
         let bad = apply_value(&mut c, serde_json::json!({"dns_config": {"node_ttl": "soon"}}));
         assert!(bad.unwrap_err().contains("node_ttl"));
+    }
+
+    #[test]
+    fn watches_parse_consul_entries() {
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        apply_value(
+            &mut c,
+            serde_json::json!({"watches": [
+                {"type": "key", "key": "app/config", "args": ["/usr/bin/reload", "-q"]},
+                {"type": "service", "service": "web", "tag": ["v1", "eu"], "passingonly": true,
+                 "handler": "cat >> /tmp/web.log", "handler_type": "script", "datacenter": "dc2", "token": "t"},
+                {"type": "checks", "state": "critical", "Args": ["notify"]}
+            ]}),
+        )
+        .unwrap();
+        assert_eq!(c.watches.len(), 3);
+        assert_eq!(c.watches[0].view, View::Key("app/config".into()));
+        assert_eq!(c.watches[0].handler, Handler::Args(vec!["/usr/bin/reload".into(), "-q".into()]));
+        assert_eq!(
+            c.watches[1].view,
+            View::Service { name: "web".into(), tags: vec!["v1".into(), "eu".into()], passing: true }
+        );
+        assert_eq!(c.watches[1].handler, Handler::Shell("cat >> /tmp/web.log".into()));
+        assert_eq!((c.watches[1].datacenter.as_deref(), c.watches[1].token.as_deref()), (Some("dc2"), Some("t")));
+        assert_eq!(c.watches[2].view, View::ChecksInState { state: "critical".into(), tags: vec![] });
+        apply_value(&mut c, serde_json::json!({"watches": [{"type": "nodes", "args": ["true"]}]})).unwrap();
+        assert_eq!(c.watches.len(), 4, "watches from several files add up");
+    }
+
+    #[test]
+    fn bad_watches_are_config_errors_naming_the_entry() {
+        let err = |entry: serde_json::Value| {
+            let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+            apply_value(&mut c, serde_json::json!({"watches": [{"type": "nodes", "args": ["true"]}, entry]}))
+                .unwrap_err()
+        };
+        let e = err(serde_json::json!({"type": "key", "args": ["true"]}));
+        assert!(e.starts_with("watches[1] (type \"key\"): ") && e.contains("needs \"key\""), "{e}");
+        let e = err(serde_json::json!({"type": "key", "key": "k"}));
+        assert!(e.contains("needs a handler"), "{e}");
+        let e = err(serde_json::json!({"type": "key", "key": "k", "args": ["a"], "handler": "b"}));
+        assert!(e.contains("not both"), "{e}");
+        let e = err(serde_json::json!({"type": "key", "key": "k", "handler_type": "http",
+            "http_handler_config": {"path": "http://x/"}}));
+        assert!(e.contains("\"http\" is not supported"), "{e}");
+        let e = err(serde_json::json!({"type": "event", "args": ["true"]}));
+        assert!(e.contains("user events are not supported"), "{e}");
+        let e = err(serde_json::json!({"type": "services", "key": "k", "args": ["true"]}));
+        assert!(e.contains("\"key\" does not apply to a services watch"), "{e}");
+        let e = err(serde_json::json!({"type": "key", "key": "k", "args": ["true"], "colour": "red"}));
+        assert!(e.contains("invalid parameters: colour"), "{e}");
+        let e = err(serde_json::json!({"type": "key", "key": "k", "args": "true"}));
+        assert!(e.contains("args must be a list"), "{e}");
+        let e = err(serde_json::json!({"type": "bogus", "args": ["true"]}));
+        assert!(e.contains("unsupported watch type"), "{e}");
+        let e = err(serde_json::json!(["key"]));
+        assert!(e.starts_with("watches[1]: ") && e.contains("object"), "{e}");
+
+        let mut c = parse_agent_args(&args("-dev"), "h").unwrap().unwrap();
+        apply_value(&mut c, serde_json::json!({"watches": [{"type": "nodes", "args": ["true"]}]})).unwrap();
+        c.http_port = None;
+        assert!(validate(&c).unwrap_err().contains("watches need the HTTP API"));
     }
 }

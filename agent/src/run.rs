@@ -166,11 +166,14 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
 
     if let Some((addr, listener)) = http_listener {
         let state = state.clone();
+        let local_addr = listener.local_addr().unwrap_or(addr);
         tokio::spawn(async move {
             if let Err(e) = http::serve(listener, state).await {
                 tracing::error!(%addr, error = %e, "HTTP server stopped");
             }
         });
+        // Consul's `watches` query this agent over HTTP, so they start once it serves.
+        crate::cli::watch::start_agent_watches(&cfg.watches, local_addr)?;
     }
 
     tokio::spawn(reload_on_hangup(state.clone()));

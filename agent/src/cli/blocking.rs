@@ -77,6 +77,8 @@ impl Blocking {
 
     /// Blocks until the answer changed (its index moved; the first answer counts) and returns
     /// it. An error is returned as it happens; calling again retries after the backoff.
+    // Not an iterator: every answer can be an error, and the loop never ends by itself.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Indexed, CallError> {
         loop {
             let answer = self.request()?;

@@ -122,7 +122,8 @@ impl Client {
         };
         let index = resp.header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf).map_err(|e| CallError::Transport(e.to_string()))?;
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf)
+            .map_err(|e| CallError::Transport(e.to_string()))?;
         let body = if found {
             Some(serde_json::from_slice(&buf).map_err(|e| CallError::Transport(format!("bad JSON from agent: {e}")))?)
         } else {

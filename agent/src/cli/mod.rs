@@ -12,6 +12,7 @@ mod maint;
 mod members;
 mod operator;
 mod snapshot;
+pub mod watch;
 
 use getopts::{Matches, Options, ParsingStyle};
 
@@ -36,6 +37,7 @@ Available commands are:
     reload      Makes the agent read its config files again (services and checks)
     snapshot    Saves, restores and inspects snapshots of the cluster's state
     version     Prints the Legate version
+    watch       Watches a view of the data and runs a handler on each change
 ";
 
 /// Runs a CLI command; returns the process exit code.
@@ -59,6 +61,7 @@ pub fn run(args: &[String]) -> i32 {
         "reload" => maint::run_reload(rest),
         "maint" => maint::run_maint(rest),
         "snapshot" => snapshot::run(rest),
+        "watch" => watch::run(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("Legate v{}", crate::VERSION);
             println!("Speaks the Consul v{} API", crate::CONSUL_API_VERSION);
