@@ -12,6 +12,7 @@ mod maint;
 mod members;
 mod operator;
 mod snapshot;
+mod template;
 pub mod watch;
 
 use getopts::{Matches, Options, ParsingStyle};
@@ -36,6 +37,7 @@ Available commands are:
     operator    Cluster operator tools (raft list-peers, raft remove-peer)
     reload      Makes the agent read its config files again (services and checks)
     snapshot    Saves, restores and inspects snapshots of the cluster's state
+    template    Renders templates from Legate data, re-rendering on change
     version     Prints the Legate version
     watch       Watches a view of the data and runs a handler on each change
 ";
@@ -61,6 +63,7 @@ pub fn run(args: &[String]) -> i32 {
         "reload" => maint::run_reload(rest),
         "maint" => maint::run_maint(rest),
         "snapshot" => snapshot::run(rest),
+        "template" => template::run(rest),
         "watch" => watch::run(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("Legate v{}", crate::VERSION);
