@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use legate_core::plant::Planted;
 use sim::check::{self, Violation};
-use sim::scenario::{Fault, FaultKind, LockWorkload, Partition, RandomNemesis, ServiceWorkload, TxnWorkload};
+use sim::scenario::{
+    Fault, FaultKind, LockClient, LockWorkload, Partition, RandomNemesis, ServiceWorkload, TxnWorkload,
+};
 use sim::workload::lock::LockRun;
 use sim::workload::service::ServiceRun;
 use sim::workload::txn::TxnRun;
@@ -220,6 +222,7 @@ fn lock_spec() -> LockWorkload {
         lock_delay_ns: 1_000_000_000,
         hold_ns: 500_000_000,
         abandon: 0.1,
+        client: LockClient::Api,
     }
 }
 
@@ -281,6 +284,7 @@ fn the_lock_workload_catches_an_ignored_lock_delay() {
         lock_delay_ns: 3_000_000_000,
         hold_ns: 4_000_000_000,
         abandon: 0.3,
+        client: LockClient::Api,
     };
     let budget = seeds(&[0, 1, 2, 3, 4, 5, 6, 7]);
     for &seed in &budget {

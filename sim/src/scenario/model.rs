@@ -207,6 +207,21 @@ pub struct LockWorkload {
     pub hold_ns: u64,
     /// Chance that a holder stops renewing its session, so the TTL invalidates it.
     pub abandon: f64,
+    /// How the clients take locks.
+    pub client: LockClient,
+}
+
+/// How the lock workload's clients take locks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockClient {
+    /// Raw API calls: `?acquire` on `locks/<n>`, a consistent read to confirm, `?release`.
+    #[default]
+    Api,
+    /// `legate lock`'s protocol (`legate_core::lock::Lock`) on the prefix `locks/<n>`: the key
+    /// `locks/<n>/.lock` with the Go client's flags, blocking waits, lock-delay retries, a
+    /// consistent confirmation, consistent monitoring while held, release.
+    LegateLock,
 }
 
 /// Service registration with health checks that flap, and clients reading health.

@@ -76,6 +76,7 @@ pub(crate) struct RawLock {
     pub lock_delay: Option<GoDuration>,
     pub hold: Option<GoDuration>,
     pub abandon: Option<f64>,
+    pub client: Option<super::model::LockClient>,
 }
 
 #[derive(Debug, Deserialize)]

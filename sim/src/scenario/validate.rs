@@ -244,7 +244,8 @@ fn lock(ctx: &Ctx<'_>, raw: &RawLock) -> Result<LockWorkload> {
     )?;
     let hold_ns = ctx.duration("workloads.lock.hold", raw.hold.map_or(1_000_000_000, |d| d.0), 1, LOCK_HOLD_MAX_NS)?;
     let abandon = ctx.probability("workloads.lock.abandon", raw.abandon.unwrap_or(0.0), true)?;
-    Ok(LockWorkload { locks, clients, rate_per_s, session_ttl_ns, lock_delay_ns, hold_ns, abandon })
+    let client = raw.client.unwrap_or_default();
+    Ok(LockWorkload { locks, clients, rate_per_s, session_ttl_ns, lock_delay_ns, hold_ns, abandon, client })
 }
 
 fn service(ctx: &Ctx<'_>, raw: &RawService) -> Result<ServiceWorkload> {

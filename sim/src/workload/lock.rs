@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use legate_core::catalog::{Behavior, Command, KvOp, KvVerb, Query, QueryValue, Response, Session};
+use legate_core::lock::{self as protocol, lock_key, Lock, Pair, Reply, Request};
 use legate_runtime::server::{Consistency, QueryOptions, ServerResponse, WriteError};
 use madsim::rand::{thread_rng, Rng};
 
@@ -29,7 +30,7 @@ use crate::check::{
     self, LockDelayWindow, LockInput, LockOp, LockOutput, Outcome as OpOutcome, Recorder, SessionEnd, SessionEnds,
     Violation,
 };
-use crate::scenario::LockWorkload;
+use crate::scenario::{LockClient, LockWorkload};
 use crate::world::net::ClientCall;
 use crate::world::Observer;
 
@@ -80,10 +81,186 @@ impl LockRun {
     pub async fn client(&self, ctx: Ctx) {
         while !ctx.stopped() {
             match self.create_session(&ctx).await {
-                Some(sid) => self.use_session(&ctx, &sid).await,
+                Some(sid) => match self.spec.client {
+                    LockClient::Api => self.use_session(&ctx, &sid).await,
+                    LockClient::LegateLock => self.use_session_as_legate_lock(&ctx, &sid).await,
+                },
                 None => madsim::time::sleep(ctx.think).await,
             }
         }
+    }
+
+    /// The key of lock `l`: the key itself for API clients, `<prefix>/.lock` for `legate lock`.
+    fn key(&self, l: u32) -> String {
+        match self.spec.client {
+            LockClient::Api => format!("locks/{l}"),
+            LockClient::LegateLock => lock_key(&format!("locks/{l}")),
+        }
+    }
+
+    /// `legate lock`'s protocol, driven by the same machine the CLI drives
+    /// ([`legate_core::lock::Lock`]): acquire, hold for `hold` while monitoring, release;
+    /// sometimes walk away while holding (a killed `legate lock`), leaving the TTL to free it.
+    /// A session whose requests went unanswered, or whose lock was lost, is abandoned (the
+    /// CLI exits), and the next round starts with a new one.
+    async fn use_session_as_legate_lock(&self, ctx: &Ctx, sid: &str) {
+        let mut renewed_at = ctx.now();
+        while !ctx.stopped() {
+            let prefix = format!("locks/{}", thread_rng().gen_range(0..self.spec.locks));
+            let mut machine = Lock::new(&prefix, sid, Vec::new(), 3);
+            let first = machine.acquire();
+            match self.drive(ctx, &mut machine, first, sid, &mut renewed_at, None).await {
+                Some(protocol::Step::Held { .. }) => {}
+                _ => return,
+            }
+            if thread_rng().gen_bool(self.spec.abandon) {
+                return;
+            }
+            let hold_until = ctx.now() + Duration::from_nanos(self.spec.hold_ns);
+            let first = machine.monitor();
+            match self.drive(ctx, &mut machine, first, sid, &mut renewed_at, Some(hold_until)).await {
+                // Held to the end of the hold (the monitor was still watching).
+                None if !ctx.stopped() => {}
+                _ => return,
+            }
+            let first = machine.release();
+            if self.drive(ctx, &mut machine, first, sid, &mut renewed_at, None).await != Some(protocol::Step::Released)
+            {
+                return;
+            }
+            let think = ctx.think.as_nanos() as u64;
+            madsim::time::sleep(Duration::from_nanos(thread_rng().gen_range(0..=2 * think))).await;
+        }
+    }
+
+    /// Runs the machine from `request` to an outcome, renewing the session every TTL/2 between
+    /// requests (the CLI renews on a thread; blocking reads here wait at most TTL/2 so that
+    /// renewals keep up). `None` when `until` passed, the run stopped, or the session could not
+    /// be renewed or must be abandoned.
+    async fn drive(
+        &self,
+        ctx: &Ctx,
+        machine: &mut Lock,
+        mut request: Request,
+        sid: &str,
+        renewed_at: &mut Duration,
+        until: Option<Duration>,
+    ) -> Option<protocol::Step> {
+        loop {
+            if ctx.stopped() || until.is_some_and(|u| ctx.now() >= u) {
+                return None;
+            }
+            if ctx.now() - *renewed_at >= self.ttl() / 2 {
+                if !self.renew(ctx, sid).await {
+                    return None;
+                }
+                *renewed_at = ctx.now();
+            }
+            let reply = match &request {
+                Request::Sleep { ms } => {
+                    madsim::time::sleep(Duration::from_millis(*ms)).await;
+                    Reply::Slept
+                }
+                Request::Get { key, index, wait_ms, consistent } => {
+                    let mut wait = Duration::from_millis(*wait_ms).min(self.ttl() / 2);
+                    if let Some(u) = until {
+                        wait = wait.min(u.saturating_sub(ctx.now()));
+                    }
+                    self.get(ctx, key, *index, wait, *consistent).await
+                }
+                Request::Acquire { key, value, flags, session } => {
+                    let kv = KvOp {
+                        session: session.clone(),
+                        value: value.clone(),
+                        flags: *flags,
+                        ..KvOp::new(KvVerb::Lock, key)
+                    };
+                    match self.record_write(ctx, session, key, kv, true).await {
+                        Some(r) => r,
+                        None => return None,
+                    }
+                }
+                Request::Release { key, value, flags, session } => {
+                    let kv = KvOp {
+                        session: session.clone(),
+                        value: value.clone(),
+                        flags: *flags,
+                        ..KvOp::new(KvVerb::Unlock, key)
+                    };
+                    match self.record_write(ctx, session, key, kv, false).await {
+                        Some(r) => r,
+                        None => return None,
+                    }
+                }
+                other => unreachable!("a lock (not a semaphore) never sends {other:?}"),
+            };
+            match machine.handle(reply) {
+                protocol::Step::Send(next) => request = next,
+                protocol::Step::Failed(_) | protocol::Step::Lost => return None,
+                outcome => return Some(outcome),
+            }
+        }
+    }
+
+    /// A read of the lock key; a consistent one is recorded (it shows the holder). A blocking
+    /// read (`index > 0`) is recorded too: whatever it returns was true at its answer.
+    async fn get(&self, ctx: &Ctx, key: &str, index: u64, wait: Duration, consistent: bool) -> Reply {
+        let op =
+            consistent.then(|| self.lock().history.invoke(ctx.client_id, key.to_string(), LockInput::Read, ctx.now()));
+        let consistency = if consistent { Consistency::Consistent } else { Consistency::Default };
+        let wait_ms = (index > 0).then_some(wait.as_millis() as u64);
+        let call = ClientCall::Read {
+            opts: QueryOptions { consistency, min_index: index, wait_ms },
+            query: Query::KvGet { key: key.to_string() },
+        };
+        let (reply, outcome) = match ctx.client.call(ctx.pick_server(), call, ctx.call_timeout + wait).await {
+            Ok(ServerResponse::Read(r)) => match r.answer.value {
+                QueryValue::Kv(entry) => {
+                    let observed = LockOutput::Read {
+                        holder: entry.as_ref().and_then(|e| e.session.clone()),
+                        lock_index: entry.as_ref().map_or(0, |e| e.lock_index),
+                    };
+                    let pair = entry.map(|e| Pair {
+                        key: e.key,
+                        value: e.value,
+                        flags: e.flags,
+                        session: e.session,
+                        lock_index: e.lock_index,
+                        modify_index: e.modify_index,
+                    });
+                    (Reply::Entry { entry: pair, index: r.answer.index }, OpOutcome::Ok(observed))
+                }
+                other => {
+                    (Reply::Error { message: format!("unexpected answer {other:?}"), server: true }, OpOutcome::Failed)
+                }
+            },
+            _ => (Reply::Error { message: "no answer".into(), server: true }, OpOutcome::Failed),
+        };
+        if let Some(op) = op {
+            self.lock().history.complete(op, outcome, ctx.now());
+        }
+        reply
+    }
+
+    /// An acquire or release, recorded; `None` when the session must be abandoned (the answer
+    /// is unknown, or the session is gone).
+    async fn record_write(&self, ctx: &Ctx, sid: &str, key: &str, kv: KvOp, acquire: bool) -> Option<Reply> {
+        let session = sid.to_string();
+        let input = if acquire { LockInput::Acquire { session } } else { LockInput::Release { session } };
+        let op = self.lock().history.invoke(ctx.client_id, key.to_string(), input, ctx.now());
+        let answer = ctx.client.call(ctx.pick_server(), ClientCall::Write(Command::Kv(kv)), ctx.call_timeout).await;
+        let (outcome, reply) = match answer {
+            Ok(ServerResponse::Written(Response::Bool(true))) => {
+                let out = if acquire { LockOutput::Acquired { lock_index: None } } else { LockOutput::Released };
+                (OpOutcome::Ok(out), Some(Reply::Done(true)))
+            }
+            Ok(ServerResponse::Written(Response::Bool(false))) => (OpOutcome::Failed, Some(Reply::Done(false))),
+            Ok(ServerResponse::Written(Response::Error(_))) => (OpOutcome::Failed, None),
+            Ok(ServerResponse::WriteFailed(WriteError::NoLeader)) => (OpOutcome::Failed, None),
+            _ => (OpOutcome::Indeterminate, None),
+        };
+        self.lock().history.complete(op, outcome, ctx.now());
+        reply
     }
 
     async fn create_session(&self, ctx: &Ctx) -> Option<String> {
@@ -230,7 +407,7 @@ impl LockRun {
                 continue;
             }
             for l in 0..self.spec.locks {
-                let key = format!("locks/{l}");
+                let key = self.key(l);
                 // Only keys the session held when it ended are delayed: its last acquire or
                 // release of the key must be an acquire answered `true` (anything less certain
                 // and the window could be wrong, so no window).
@@ -272,7 +449,7 @@ impl LockRun {
         }
         let mut out = Vec::new();
         for l in 0..self.spec.locks {
-            let key = format!("locks/{l}");
+            let key = self.key(l);
             let attempts_after = ops
                 .iter()
                 .filter(|op| op.key == key && op.invoke >= deadline && matches!(op.input, LockInput::Acquire { .. }));
