@@ -946,8 +946,8 @@ mod tests {
         let e = err(serde_json::json!({"type": "key", "key": "k", "handler_type": "http",
             "http_handler_config": {"path": "http://x/"}}));
         assert!(e.contains("\"http\" is not supported"), "{e}");
-        let e = err(serde_json::json!({"type": "event", "args": ["true"]}));
-        assert!(e.contains("user events are not supported"), "{e}");
+        let e = err(serde_json::json!({"type": "event", "name": "deploy", "key": "k", "args": ["true"]}));
+        assert!(e.contains("\"key\" does not apply to an event watch"), "{e}");
         let e = err(serde_json::json!({"type": "services", "key": "k", "args": ["true"]}));
         assert!(e.contains("\"key\" does not apply to a services watch"), "{e}");
         let e = err(serde_json::json!({"type": "key", "key": "k", "args": ["true"], "colour": "red"}));

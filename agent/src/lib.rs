@@ -7,6 +7,7 @@ pub mod config;
 pub mod defs;
 pub mod dns;
 pub mod dns_cache;
+pub mod events;
 pub mod gossip;
 pub mod http;
 pub mod reload;

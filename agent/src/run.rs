@@ -105,6 +105,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let executor: Arc<dyn CheckExecutor> = Arc::new(legate_runtime::checks::Executor::new());
     let local = LocalSync::new(node, api.clone(), clock, settings, executor);
     tokio::spawn(local.clone().run());
+    let events = crate::events::start(&pools.lan, cfg.node_name.clone(), local.clone());
 
     let http_listener = match cfg.http_port {
         Some(port) => {
@@ -136,6 +137,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         owned,
         dns_stats,
         pools: pools.clone(),
+        events,
     });
     println!("==> Legate agent running!");
     println!("           Version: {} (Consul API {})", crate::VERSION, crate::CONSUL_API_VERSION);

@@ -99,3 +99,19 @@ pub const SNAPSHOT_META_MAX_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Longest file name the storage layer uses or accepts from a `Disk`.
 pub const DISK_FILE_NAME_MAX_BYTES: usize = 255;
+
+/// Largest user event: its name, payload and filters together (Serf's `UserEventSizeLimit`,
+/// which Consul applies to the name and its encoded payload). One event always fits a datagram.
+pub const USER_EVENT_SIZE_MAX_BYTES: usize = 512;
+
+/// Longest user event ID (a UUID takes 36).
+pub const USER_EVENT_ID_SIZE_MAX_BYTES: usize = 64;
+
+/// User event IDs a gossip member remembers, so that each event is delivered once.
+pub const USER_EVENT_IDS_SEEN_MAX: usize = 1_024;
+
+/// User events a gossip member has waiting to be piggybacked; beyond it a new event is refused.
+pub const USER_EVENTS_PENDING_MAX: usize = 128;
+
+/// User events an agent keeps for `/v1/event/list` (Consul's `userEventBufferSize`).
+pub const USER_EVENTS_KEPT_MAX: usize = 256;

@@ -278,7 +278,7 @@ fn bad_input_exits_1_with_a_clear_message() {
     let unknown = run(&["watch", "-type", "bogus"]);
     let no_key = run(&["watch", "-type", "key"]);
     let no_service = run(&["watch", "-type", "service", "cat"]);
-    let event = run(&["watch", "-type", "event", "-name", "deploy"]);
+    let event = run(&["watch", "-type", "event", "-name", "deploy", "-key", "k"]);
     let no_type = run(&["watch", "-key", "k"]);
     let wrong_param = run(&["watch", "-type", "nodes", "-key", "k"]);
     let both = run(&["watch", "-type", "checks", "-service", "web", "-state", "passing"]);
@@ -288,7 +288,7 @@ fn bad_input_exits_1_with_a_clear_message() {
         (&unknown, "unsupported watch type \"bogus\""),
         (&no_key, "needs -key"),
         (&no_service, "needs -service"),
-        (&event, "user events are not supported"),
+        (&event, "-key does not apply to an event watch"),
         (&no_type, "Watch type must be specified"),
         (&wrong_param, "-key does not apply to a nodes watch"),
         (&both, "not both"),

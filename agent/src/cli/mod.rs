@@ -5,6 +5,7 @@
 pub mod blocking;
 mod catalog;
 mod client;
+mod event;
 mod keyring;
 mod kv;
 mod lock;
@@ -25,6 +26,7 @@ pub const USAGE: &str = "Usage: legate [--version] [--help] <command> [<args>]
 Available commands are:
     agent       Runs a Legate agent
     catalog     Interact with the catalog (services, nodes)
+    event       Fires a user event to the agents of the datacenter
     force-leave Marks a failed member as having left the cluster
     join        Tells the agent to join a cluster through another agent
     keygen      Generates a new gossip encryption key
@@ -54,6 +56,7 @@ pub fn run(args: &[String]) -> i32 {
         "lock" => lock::run(rest),
         "catalog" => catalog::run(rest),
         "members" => members::run(rest),
+        "event" => event::run(rest),
         "join" => members::run_join(rest),
         "force-leave" => members::run_force_leave(rest),
         "keygen" => keyring::run_keygen(rest),

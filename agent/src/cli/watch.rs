@@ -1,6 +1,7 @@
 //! `legate watch` and the agent's `watches`: follow one view of the data (a key, a key prefix,
 //! the services, the nodes, a service's instances, health checks) with blocking queries, and
-//! hand each new result to a handler, as `consul watch` and Consul's watch plans do.
+//! hand each new result to a handler, as `consul watch` and Consul's watch plans do; or the
+//! user events this agent received (`event`), each delivered once.
 //!
 //! The contract, shared by the command and the agent:
 //! - the view is read with [`Blocking`] (Consul's index rules, rate limit, error backoff);
@@ -26,12 +27,8 @@ use super::blocking::Blocking;
 use super::client::{CallError, Client};
 use super::{client_options, parse};
 
-/// The watch types `-type` knows (`event` only to reject it clearly).
+/// The watch types `-type` knows.
 pub const TYPES: &[&str] = &["key", "keyprefix", "services", "nodes", "service", "checks", "event"];
-
-/// What Legate answers for `-type event`.
-pub const EVENT_UNSUPPORTED: &str =
-    "user events are not supported by Legate yet (there is no /v1/event endpoint), so they cannot be watched";
 
 /// The check states a `checks` watch may filter on.
 const CHECK_STATES: &[&str] = &["any", "passing", "warning", "critical"];
@@ -52,7 +49,7 @@ const USAGE: &str = "Usage: legate watch [options] [child...]
     nodes                                          the catalog's nodes
     service    -service NAME [-tag T] [-passing]   /v1/health/service/NAME
     checks     [-service NAME | -state STATE]      health checks (default: every state)
-    event      not supported yet (Legate has no user events)";
+    event      [-name NAME]                        user events this agent received (new ones)";
 
 /// A watch's parameters as given (flags or a config entry), before they are checked against
 /// its type. Unset parameters are `None` (or empty), so that one a type does not take can be
@@ -124,6 +121,8 @@ pub enum View {
     ServiceChecks(String),
     /// `/v1/health/state/<state>`, optionally only checks of services with all the tags.
     ChecksInState { state: String, tags: Vec<String> },
+    /// `/v1/event/list[?name=]`: the user events received since the last delivery.
+    Event(Option<String>),
 }
 
 impl View {
@@ -136,19 +135,21 @@ impl View {
             "services" | "nodes" => &[],
             "service" => &["service", "tag", "passingonly"],
             "checks" => &["service", "state", "tag"],
-            "event" => return Err(EVENT_UNSUPPORTED.into()),
+            "event" => &["name"],
             "" => return Err(format!("a watch type is required ({}): one of {}", p.named("type"), TYPES.join(", "))),
             other => return Err(format!("unsupported watch type {other:?}: want one of {}", TYPES.join(", "))),
         };
         let extra: Vec<String> = p.given().into_iter().filter(|g| !takes.contains(g)).map(|g| p.named(g)).collect();
         if !extra.is_empty() {
-            return Err(format!("{} does not apply to a {} watch", extra.join(", "), p.kind));
+            let article = if p.kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            return Err(format!("{} does not apply to {article} {} watch", extra.join(", "), p.kind));
         }
         Ok(match p.kind.as_str() {
             "key" => View::Key(p.required(&p.key, "key", "the key to watch")?),
             "keyprefix" => View::KeyPrefix(p.required(&p.prefix, "prefix", "the key prefix to watch")?),
             "services" => View::Services,
             "nodes" => View::Nodes,
+            "event" => View::Event(p.name.clone().filter(|n| !n.is_empty())),
             "service" => View::Service {
                 name: p.required(&p.service, "service", "the service to watch")?,
                 tags: p.tags.clone(),
@@ -187,6 +188,7 @@ impl View {
             View::Nodes => "nodes",
             View::Service { .. } => "service",
             View::ServiceChecks(_) | View::ChecksInState { .. } => "checks",
+            View::Event(_) => "event",
         }
     }
 
@@ -209,6 +211,7 @@ impl View {
             }
             View::ServiceChecks(service) => (format!("/v1/health/checks/{}", escape_path(service)), Vec::new()),
             View::ChecksInState { state, tags } => (format!("/v1/health/state/{}", escape_path(state)), tagged(tags)),
+            View::Event(name) => ("/v1/event/list".into(), name.iter().map(|n| ("name", n.clone())).collect()),
         }
     }
 
@@ -255,6 +258,17 @@ fn escape_path(raw: &str) -> String {
     out
 }
 
+/// Consul's event watch: of an event list, only the events after the one whose ID folds to
+/// `last_index` (the index of the last delivery); the whole list when that one is gone.
+fn events_after(result: Value, last_index: Option<u64>) -> Value {
+    let (Some(last), Value::Array(events)) = (last_index, &result) else { return result };
+    let id_index = |e: &Value| e["ID"].as_str().map(crate::events::id_to_index);
+    match events.iter().position(|e| id_index(e) == Some(last)) {
+        Some(i) => Value::Array(events[i + 1..].to_vec()),
+        None => result,
+    }
+}
+
 /// Consul's rule: a result equal to the last one delivered is not delivered again.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -284,10 +298,19 @@ pub fn follow(
     let (path, query) = view.request();
     let mut blocking = Blocking::new(client, path, query);
     let mut changes = Changes::default();
+    // An event watch: the index of the last delivery, so that each event is delivered once.
+    let mut last_event_index = None;
     loop {
         match blocking.next() {
             Ok(answer) => {
-                let result = view.result(answer.body);
+                let mut result = view.result(answer.body);
+                if let View::Event(_) = view {
+                    result = events_after(result, last_event_index);
+                    if last_event_index.is_some() && result.as_array().is_some_and(Vec::is_empty) {
+                        continue;
+                    }
+                    last_event_index = Some(answer.index);
+                }
                 if changes.is_new(&result) && deliver(answer.index.max(1), &result).is_break() {
                     return;
                 }
@@ -481,7 +504,7 @@ fn print_result(out: &mut impl Write, result: &Value) -> std::io::Result<()> {
 /// `legate watch`.
 pub fn run(args: &[String]) -> i32 {
     let mut o = client_options();
-    o.optopt("", "type", "Watch type: key, keyprefix, services, nodes, service, checks (or event).", "TYPE");
+    o.optopt("", "type", "Watch type: key, keyprefix, services, nodes, service, checks, event.", "TYPE");
     o.optopt("", "key", "Key to watch (type key).", "KEY");
     o.optopt("", "prefix", "Key prefix to watch (type keyprefix).", "PREFIX");
     o.optopt("", "service", "Service to watch (required for type service; optional for checks).", "NAME");
@@ -489,7 +512,7 @@ pub fn run(args: &[String]) -> i32 {
     o.optflag("", "passing", "Only instances whose checks all pass (type service).");
     o.optopt("", "passingonly", "Consul's spelling of -passing: true or false.", "BOOL");
     o.optopt("", "state", "Check state to filter on: any, passing, warning, critical (type checks).", "STATE");
-    o.optopt("", "name", "Event name (type event; events are not supported yet).", "NAME");
+    o.optopt("", "name", "Only events of this name (type event).", "NAME");
     o.optflagopt("", "shell", "Run the child with `sh -c` (default true; -shell=false runs it directly).", "BOOL");
     let (m, client) = match parse(&o, args, USAGE) {
         Ok(v) => v,
@@ -604,6 +627,21 @@ mod tests {
         let of_service = View::from_params(&Params { service: Some("web".into()), ..params("checks") }).unwrap();
         assert_eq!(of_service.request().0, "/v1/health/checks/web");
         assert_eq!(of_service.kind(), "checks");
+        let events = View::from_params(&params("event")).unwrap();
+        assert_eq!((events.request(), events.kind()), (("/v1/event/list".to_string(), vec![]), "event"));
+        let named = View::from_params(&Params { name: Some("deploy".into()), ..params("event") }).unwrap();
+        assert_eq!(named.request(), ("/v1/event/list".to_string(), vec![("name", "deploy".to_string())]));
+    }
+
+    #[test]
+    fn an_event_watch_delivers_only_the_events_after_the_last_delivery() {
+        let a = "00000000-0000-0001-0000-000000000002";
+        let b = "00000000-0000-0003-0000-000000000004";
+        let list = json!([{"ID": a, "Name": "deploy"}, {"ID": b, "Name": "deploy"}]);
+        assert_eq!(events_after(list.clone(), None), list, "the first delivery has them all");
+        assert_eq!(events_after(list.clone(), Some(1 ^ 2)), json!([{"ID": b, "Name": "deploy"}]));
+        assert_eq!(events_after(list.clone(), Some(3 ^ 4)), json!([]));
+        assert_eq!(events_after(list.clone(), Some(99)), list, "the last one delivered was forgotten");
     }
 
     #[test]
@@ -615,7 +653,8 @@ mod tests {
         assert!(err(params("service")).contains("needs -service"));
         assert!(err(params("bogus")).contains("unsupported watch type \"bogus\""));
         assert!(err(params("")).contains("watch type is required"));
-        assert!(err(params("event")).contains("not supported"));
+        let on_event = err(Params { key: Some("k".into()), ..params("event") });
+        assert!(on_event.contains("-key does not apply to an event watch"), "{on_event}");
         let extra = err(Params { key: Some("k".into()), ..params("services") });
         assert!(extra.contains("-key does not apply to a services watch"), "{extra}");
         let both = err(Params { service: Some("w".into()), state: Some("passing".into()), ..params("checks") });

@@ -7,6 +7,7 @@
 mod agent;
 mod catalog;
 mod error;
+mod event;
 mod health;
 pub mod json;
 mod keyring;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub dns_stats: Option<Arc<crate::dns::DnsStats>>,
     /// The gossip pools (LAN; WAN on servers).
     pub pools: crate::gossip::Pools,
+    /// The user events this agent received (`/v1/event/list`).
+    pub events: Arc<crate::events::UserEvents>,
 }
 
 /// The agent's own services and checks, synced through its [`Backend`].
@@ -127,6 +130,10 @@ pub fn router(state: Shared) -> Router {
         .route("/operator/raft/configuration", get(operator::configuration))
         .route("/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/agent/leave", put(agent::leave).post(agent::leave))
+        .route("/event/fire", put(event::fire_unnamed))
+        .route("/event/fire/", put(event::fire_unnamed))
+        .route("/event/fire/{name}", put(event::fire))
+        .route("/event/list", get(event::list))
         .route(
             "/operator/keyring",
             get(keyring::keyring).post(keyring::keyring).put(keyring::keyring).delete(keyring::keyring),

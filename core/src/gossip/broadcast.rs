@@ -1,5 +1,5 @@
 //! News waiting to be piggybacked: at most one piece per member (newer news about a member
-//! replaces older), sent least-transmitted first (newest first among equals), each dropped
+//! replaces older) or per user event (keyed apart from member names), sent least-transmitted first (newest first among equals), each dropped
 //! after the retransmit limit.
 
 use std::cmp::Reverse;
@@ -45,6 +45,11 @@ impl Broadcasts {
 
     pub(super) fn contains(&self, node: &str) -> bool {
         self.by_node.contains_key(node)
+    }
+
+    /// Pieces of news whose key starts with `prefix`.
+    pub(super) fn count_prefix(&self, prefix: &str) -> usize {
+        self.by_node.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).count()
     }
 
     pub(super) fn len(&self) -> usize {

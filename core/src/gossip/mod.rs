@@ -37,12 +37,16 @@
 //! member into a left one. Failed members are forgotten (reaped) after `reconnect_timeout_ms`,
 //! left ones after `tombstone_timeout_ms`. A member that restarts refutes its own death with a
 //! higher incarnation and is alive again.
+//!
+//! User events ([`Gossip::user_event`], Serf's user events): piggybacked like membership news
+//! under their own keys, delivered once per member as [`Event::User`]; see `user_event.rs`.
 
 mod awareness;
 mod broadcast;
 mod config;
 mod member;
 mod suspicion;
+mod user_event;
 mod wire;
 
 #[cfg(test)]
@@ -50,6 +54,7 @@ mod tests;
 
 pub use config::Config;
 pub use member::{Member, MemberState, MemberStatus};
+pub use user_event::{UserEvent, UserEventError};
 pub use wire::{WireError, STREAM_SIZE_MAX_BYTES, TAGS_SIZE_MAX_BYTES};
 
 use std::collections::{BTreeMap, VecDeque};
@@ -70,6 +75,8 @@ pub enum Event {
     Left(Member),
     /// A failed or left member was forgotten.
     Reaped(Member),
+    /// A user event, delivered once per event ID (fired here or heard of).
+    User(UserEvent),
 }
 
 /// What a stream this member opens is for.
@@ -92,7 +99,7 @@ pub enum Output {
     /// failure or after [`Config::stream_timeout_ms`]) to [`Gossip::handle_stream_reply`] with
     /// `token`.
     Stream { to: SocketAddr, token: u64, kind: StreamKind, bytes: Vec<u8> },
-    /// Membership changed.
+    /// Membership changed, or a user event arrived.
     Event(Event),
 }
 
@@ -115,6 +122,7 @@ use awareness::Awareness;
 use broadcast::{Broadcasts, Take};
 use rand_core::{RngCore, SeedableRng};
 use suspicion::Suspicion;
+use user_event::{SeenIds, EVENT_KEY_PREFIX};
 use wire::{Msg, PacketBuilder, PushState, StreamMsg, WireState};
 
 /// The probe in flight.
@@ -167,6 +175,10 @@ pub struct Gossip {
     leaving: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
+    /// The IDs of recent user events, so that each is delivered once.
+    seen_events: SeenIds,
+    /// Serf's event Lamport clock: the time the next event fired here gets.
+    event_clock: u64,
 }
 
 impl Gossip {
@@ -217,6 +229,8 @@ impl Gossip {
             leaving: false,
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            seen_events: SeenIds::default(),
+            event_clock: 0,
         };
         g.outputs.push_back(Output::Event(Event::Joined(me.clone())));
         g.members.insert(name.to_string(), me);
@@ -323,6 +337,25 @@ impl Gossip {
         let me = self.local().clone();
         self.outputs.push_back(Output::Event(Event::Updated(me)));
         Ok(())
+    }
+
+    /// Fires a user event: it is delivered here ([`Event::User`]) and gossiped to every
+    /// member. Its `ltime` is set from the pool's event clock; the event as sent is returned.
+    pub fn user_event(&mut self, _now_ms: u64, mut event: UserEvent) -> Result<UserEvent, UserEventError> {
+        event.check()?;
+        if self.broadcasts.count_prefix(EVENT_KEY_PREFIX) >= crate::limits::USER_EVENTS_PENDING_MAX {
+            return Err(UserEventError::Busy);
+        }
+        if !self.seen_events.insert(&event.id) {
+            // A driver that reuses an ID: delivered already, nothing new to say.
+            return Err(UserEventError::DuplicateId);
+        }
+        event.ltime = self.event_clock;
+        self.event_clock += 1;
+        let msg = Msg::UserEvent(event.clone());
+        self.broadcasts.push(&UserEvent::broadcast_key(&event.id), wire::encode_msg(&msg));
+        self.outputs.push_back(Output::Event(Event::User(event.clone())));
+        Ok(event)
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -608,7 +641,26 @@ impl Gossip {
             m @ Msg::Suspect { .. } => self.on_suspect(now_ms, m),
             m @ Msg::Dead { .. } => self.on_dead(now_ms, m),
             m @ Msg::Left { .. } => self.on_left(now_ms, m),
+            Msg::UserEvent(event) => self.on_user_event(event),
         }
+    }
+
+    /// A user event heard of: delivered and gossiped on the first time, ignored after.
+    fn on_user_event(&mut self, event: UserEvent) {
+        if event.check().is_err() {
+            self.stats.malformed += 1;
+            return;
+        }
+        // Serf's witness: events fired here from now on are later than this one.
+        self.event_clock = self.event_clock.max(event.ltime.saturating_add(1));
+        if !self.seen_events.insert(&event.id) {
+            return;
+        }
+        if self.broadcasts.count_prefix(EVENT_KEY_PREFIX) < crate::limits::USER_EVENTS_PENDING_MAX {
+            let msg = Msg::UserEvent(event.clone());
+            self.broadcasts.push(&UserEvent::broadcast_key(&event.id), wire::encode_msg(&msg));
+        }
+        self.outputs.push_back(Output::Event(Event::User(event)));
     }
 
     fn on_alive(&mut self, now_ms: u64, msg: Msg) {

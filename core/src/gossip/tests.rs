@@ -400,6 +400,112 @@ fn a_full_news_queue_fills_packets_without_exceeding_the_limit() {
     assert!(packets > 10);
 }
 
+fn user_event(id: &str, name: &str, payload: &[u8]) -> UserEvent {
+    UserEvent {
+        id: id.to_string(),
+        name: name.to_string(),
+        payload: payload.to_vec(),
+        node_filter: String::new(),
+        service_filter: String::new(),
+        tag_filter: String::new(),
+        ltime: 0,
+    }
+}
+
+/// How many times each member delivered the event with `id`.
+fn deliveries(net: &Net, id: &str) -> Vec<usize> {
+    (0..net.nodes.len())
+        .map(|i| net.events.iter().filter(|(at, e)| *at == i && matches!(e, Event::User(u) if u.id == id)).count())
+        .collect()
+}
+
+#[test]
+fn a_user_event_reaches_every_member_exactly_once() {
+    let mut net = Net::new(6, Config::lan());
+    assert!(net.run_until_true(5_000, |n| n.nodes.iter().all(|g| g.members().count() == 6)).is_some());
+    let now = net.now;
+    let sent = net.nodes[4].user_event(now, user_event("e-1", "deploy", b"v2")).unwrap();
+    assert_eq!(sent.ltime, 0, "the first event of a pool");
+    net.drain();
+
+    let took = net.run_until_true(5_000, |n| deliveries(n, "e-1").iter().all(|c| *c >= 1));
+    assert!(took.is_some(), "every member hears of the event within 5 s: {:?}", deliveries(&net, "e-1"));
+    // Long after the news stopped: still exactly once each, with what was fired.
+    net.run_until(net.now + 20_000);
+    assert_eq!(deliveries(&net, "e-1"), vec![1; 6], "each member delivers the event once");
+    for (_, e) in &net.events {
+        if let Event::User(u) = e {
+            assert_eq!((u.name.as_str(), u.payload.as_slice(), u.ltime), ("deploy", &b"v2"[..], 0));
+        }
+    }
+    assert!(net.nodes.iter().all(|g| g.pending_broadcasts() == 0), "event news is dropped after its retransmits");
+    assert!(net.events.iter().all(|(_, e)| !matches!(e, Event::Failed(_))), "events disturb no membership");
+
+    // The event clock moved on everywhere: the next event is later.
+    let now = net.now;
+    let next = net.nodes[1].user_event(now, user_event("e-2", "deploy", b"")).unwrap();
+    assert_eq!(next.ltime, 1);
+}
+
+#[test]
+fn user_events_do_not_replace_member_news_or_each_other() {
+    let mut g = Gossip::new(0, Config::lan(), "me", addr(0), BTreeMap::new(), 1).unwrap();
+    g.set_tags(0, tags(0)).unwrap();
+    assert_eq!(g.pending_broadcasts(), 1);
+    g.user_event(0, user_event("a", "x", b"")).unwrap();
+    g.user_event(0, user_event("b", "x", b"")).unwrap();
+    assert_eq!(g.pending_broadcasts(), 3, "member news and two events, each under its own key");
+    assert_eq!(g.user_event(0, user_event("a", "x", b"")), Err(UserEventError::DuplicateId), "an ID fires once");
+    let delivered: Vec<_> =
+        std::iter::from_fn(|| g.poll_output()).filter(|o| matches!(o, Output::Event(Event::User(_)))).collect();
+    assert_eq!(delivered.len(), 2, "each fired event is delivered here too");
+}
+
+#[test]
+fn bad_user_events_are_refused() {
+    let mut g = Gossip::new(0, Config::lan(), "me", addr(0), BTreeMap::new(), 1).unwrap();
+    assert_eq!(g.user_event(0, user_event("a", "", b"")), Err(UserEventError::EmptyName));
+    assert_eq!(g.user_event(0, user_event("", "x", b"")), Err(UserEventError::BadId));
+    let big = vec![b'p'; crate::limits::USER_EVENT_SIZE_MAX_BYTES];
+    assert!(matches!(g.user_event(0, user_event("a", "x", &big)), Err(UserEventError::TooLarge(513))));
+    let fits = vec![b'p'; crate::limits::USER_EVENT_SIZE_MAX_BYTES - 1];
+    assert!(g.user_event(0, user_event("a", "x", &fits)).is_ok(), "name and payload at the limit fit");
+    for i in 1..crate::limits::USER_EVENTS_PENDING_MAX {
+        g.user_event(0, user_event(&format!("id-{i}"), "x", b"")).unwrap();
+    }
+    assert_eq!(g.user_event(0, user_event("one-more", "x", b"")), Err(UserEventError::Busy), "the queue is bounded");
+}
+
+#[test]
+fn a_heard_event_is_delivered_once_and_the_record_of_ids_is_bounded() {
+    let mut g = Gossip::new(0, Config::lan(), "me", addr(0), BTreeMap::new(), 1).unwrap();
+    let packet = |e: UserEvent| {
+        let mut p = PacketBuilder::new(1_400);
+        assert!(p.push(&wire::encode_msg(&Msg::UserEvent(e))));
+        p.finish()
+    };
+    g.handle_packet(1, addr(1), &packet(user_event("x", "deploy", b"")));
+    g.handle_packet(2, addr(2), &packet(user_event("x", "deploy", b"")));
+    let count = |g: &mut Gossip| {
+        std::iter::from_fn(|| g.poll_output()).filter(|o| matches!(o, Output::Event(Event::User(_)))).count()
+    };
+    assert_eq!(count(&mut g), 1, "a duplicate is not delivered");
+    let limit = crate::limits::USER_EVENT_IDS_SEEN_MAX;
+    for i in 0..limit {
+        g.handle_packet(3, addr(1), &packet(user_event(&format!("y{i}"), "deploy", b"")));
+    }
+    assert_eq!(count(&mut g), limit);
+    // "x" was forgotten to make room: it would be delivered again; the newest are remembered.
+    g.handle_packet(4, addr(1), &packet(user_event(&format!("y{}", limit - 1), "deploy", b"")));
+    assert_eq!(count(&mut g), 0);
+    g.handle_packet(4, addr(1), &packet(user_event("x", "deploy", b"")));
+    assert_eq!(count(&mut g), 1);
+    let too_big = user_event("z", "deploy", &vec![0; crate::limits::USER_EVENT_SIZE_MAX_BYTES + 1]);
+    let before = g.stats().malformed;
+    g.handle_packet(5, addr(1), &packet(too_big));
+    assert_eq!((count(&mut g), g.stats().malformed), (0, before + 1), "an oversized event is dropped and counted");
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::member::MemberState;
+use super::user_event::UserEvent;
 
 /// First byte of every datagram: the protocol version.
 const PACKET_MAGIC: u8 = 0x4c; // 'L'
@@ -76,6 +77,9 @@ pub(super) enum Msg {
         incarnation: u32,
         node: String,
     },
+    /// A user event, gossiped on by each member that hears of it first (last, so that the
+    /// encoding of the variants before it does not change).
+    UserEvent(UserEvent),
 }
 
 impl Msg {

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use legate_core::gossip::{self, Config, Event, Gossip, Member, Output, StreamKind};
+use legate_core::gossip::{self, Config, Event, Gossip, Member, Output, StreamKind, UserEvent, UserEventError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -129,6 +129,25 @@ pub const NOT_ENCRYPTED: &str = "Keyring operations are not available: encryptio
 const FRAME_GOSSIP: u8 = 0;
 const FRAME_KEYRING: u8 = 1;
 
+/// The filters of a user event: regular expressions its receivers match (empty: all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilters {
+    pub node: String,
+    pub service: String,
+    pub tag: String,
+}
+
+/// Why a user event was not fired.
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    /// The event breaks a limit (the caller's fault).
+    #[error("{0}")]
+    Refused(UserEventError),
+    /// The pool is not running.
+    #[error("{0}")]
+    Stopped(String),
+}
+
 /// A handle on a running pool; cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
@@ -158,6 +177,7 @@ enum Command {
     Leave { reply: oneshot::Sender<()> },
     ForceLeave { name: String, reply: oneshot::Sender<Result<(), String>> },
     SetTags { tags: BTreeMap<String, String>, reply: oneshot::Sender<Result<(), String>> },
+    UserEvent { event: UserEvent, reply: oneshot::Sender<Result<UserEvent, UserEventError>> },
     StreamIn { from: SocketAddr, bytes: Vec<u8>, reply: oneshot::Sender<Option<Vec<u8>>> },
     StreamOut { token: u64, reply: Option<Vec<u8>> },
 }
@@ -288,6 +308,30 @@ impl Pool {
         let (reply, rx) = oneshot::channel();
         self.send(Command::SetTags { tags, reply }).await?;
         rx.await.map_err(|_| "the gossip pool stopped".to_string())?
+    }
+
+    /// Fires a user event at the pool under a fresh random ID (a UUID v4): it is delivered to
+    /// every member's [`Pool::subscribe`]rs as [`Event::User`], this one's included. The
+    /// event as sent (ID and Lamport time set) comes back; bad events are refused by the core.
+    pub async fn fire_event(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        filters: EventFilters,
+    ) -> Result<UserEvent, FireError> {
+        let event = UserEvent {
+            id: uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
+            name: name.to_string(),
+            payload,
+            node_filter: filters.node,
+            service_filter: filters.service,
+            tag_filter: filters.tag,
+            ltime: 0,
+        };
+        event.check().map_err(FireError::Refused)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::UserEvent { event, reply }).await.map_err(FireError::Stopped)?;
+        rx.await.map_err(|_| FireError::Stopped("the gossip pool stopped".to_string()))?.map_err(FireError::Refused)
     }
 
     /// Whether the pool's traffic is encrypted.
@@ -455,6 +499,9 @@ impl Driver {
             Command::SetTags { tags, reply } => {
                 let _ = reply.send(self.gossip.set_tags(now, tags).map_err(|e| e.to_string()));
             }
+            Command::UserEvent { event, reply } => {
+                let _ = reply.send(self.gossip.user_event(now, event));
+            }
             Command::StreamIn { from, bytes, reply } => {
                 let _ = reply.send(self.gossip.handle_stream(now, from, &bytes));
             }
@@ -496,8 +543,8 @@ impl Driver {
                 }
                 Output::Event(event) => {
                     log_event(&event);
+                    changed |= !matches!(event, Event::User(_));
                     let _ = self.events.send(event);
-                    changed = true;
                 }
             }
         }
@@ -521,6 +568,7 @@ fn log_event(event: &Event) {
         Event::Failed(m) => tracing::warn!(member = %m.name, addr = %m.addr, "gossip: member failed"),
         Event::Left(m) => tracing::info!(member = %m.name, "gossip: member left"),
         Event::Reaped(m) => tracing::info!(member = %m.name, "gossip: member reaped"),
+        Event::User(e) => tracing::debug!(id = %e.id, name = %e.name, ltime = e.ltime, "gossip: user event"),
     }
 }
 

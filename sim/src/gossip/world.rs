@@ -569,6 +569,8 @@ impl World {
             GossipEvent::Failed(m) => (Belief::Failed, m),
             GossipEvent::Left(m) => (Belief::Left, m),
             GossipEvent::Reaped(m) => (Belief::Unknown, m),
+            // The simulator checks membership only.
+            GossipEvent::User(_) => return,
         };
         let Some(&subject) = self.by_addr.get(&member.addr) else { return };
         if subject == observer {
@@ -589,7 +591,7 @@ impl World {
                 self.recorder.failed(failed, m.incarnation);
             }
             GossipEvent::Left(_) | GossipEvent::Reaped(_) => self.recorder.forgot(observer, subject),
-            GossipEvent::Updated(_) => {}
+            GossipEvent::Updated(_) | GossipEvent::User(_) => {}
         }
         self.recorder.settle(subject, self.now_ms, &self.views);
     }
