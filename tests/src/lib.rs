@@ -227,6 +227,9 @@ pub struct Agent {
     http: Http,
 }
 
+/// How [`Agent::start_dev`] learns that another agent answered on the HTTP port it picked.
+const PORT_TAKEN_BY_ANOTHER: &str = "another agent holds the port";
+
 impl Agent {
     /// Starts `legate agent -dev -http-port P -node <unique> <extra_args…>` and waits until it
     /// reports a leader.
@@ -270,7 +273,7 @@ impl Agent {
                 Ok(()) => return agent,
                 Err(why) => {
                     let log = agent.log();
-                    let port_taken = log.contains("in use");
+                    let port_taken = log.contains("in use") || why.starts_with(PORT_TAKEN_BY_ANOTHER);
                     if port_taken && attempt < SPAWN_ATTEMPTS_MAX {
                         continue; // `agent` is dropped here, which kills the child.
                     }
@@ -294,7 +297,16 @@ impl Agent {
                 return Err(format!("the process exited early with {status}"));
             }
             match probe.request("GET", &url, None) {
-                Ok(r) if r.status == 200 && r.json().as_str().is_some_and(|s| !s.is_empty()) => return Ok(()),
+                Ok(r) if r.status == 200 && r.json().as_str().is_some_and(|s| !s.is_empty()) => {
+                    // Another test's agent may hold the port we picked (it was free when we
+                    // looked): only our own node name proves the answer is ours.
+                    let me = probe.request("GET", &self.url("/v1/agent/self"), None)?;
+                    let name = me.json()["Config"]["NodeName"].as_str().unwrap_or_default().to_string();
+                    if name != self.node {
+                        return Err(format!("{PORT_TAKEN_BY_ANOTHER}: node {name:?} answers on port {}", self.port));
+                    }
+                    return Ok(());
+                }
                 Ok(r) => last = format!("{} {}", r.status, r.text()),
                 Err(e) => last = e,
             }
