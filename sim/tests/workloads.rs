@@ -223,6 +223,7 @@ fn lock_spec() -> LockWorkload {
         hold_ns: 500_000_000,
         abandon: 0.1,
         client: LockClient::Api,
+        limit: 1,
     }
 }
 
@@ -285,6 +286,7 @@ fn the_lock_workload_catches_an_ignored_lock_delay() {
         hold_ns: 4_000_000_000,
         abandon: 0.3,
         client: LockClient::Api,
+        limit: 1,
     };
     let budget = seeds(&[0, 1, 2, 3, 4, 5, 6, 7]);
     for &seed in &budget {

@@ -209,6 +209,8 @@ pub struct LockWorkload {
     pub abandon: f64,
     /// How the clients take locks.
     pub client: LockClient,
+    /// Holders each semaphore admits (`client = "legate-semaphore"`; 1 otherwise).
+    pub limit: u32,
 }
 
 /// How the lock workload's clients take locks.
@@ -222,6 +224,11 @@ pub enum LockClient {
     /// `locks/<n>/.lock` with the Go client's flags, blocking waits, lock-delay retries, a
     /// consistent confirmation, consistent monitoring while held, release.
     LegateLock,
+    /// `legate lock -n <limit>`'s protocol (`legate_core::lock::Semaphore`) on the prefix
+    /// `sems/<n>`: contender keys with Behavior `delete` sessions, the holder record changed
+    /// by check-and-set, dead holders pruned. Checked by `lock-safety` as: never more than
+    /// `limit` sessions certainly holding one semaphore.
+    LegateSemaphore,
 }
 
 /// Service registration with health checks that flap, and clients reading health.

@@ -77,6 +77,7 @@ pub(crate) struct RawLock {
     pub hold: Option<GoDuration>,
     pub abandon: Option<f64>,
     pub client: Option<super::model::LockClient>,
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -245,7 +245,14 @@ fn lock(ctx: &Ctx<'_>, raw: &RawLock) -> Result<LockWorkload> {
     let hold_ns = ctx.duration("workloads.lock.hold", raw.hold.map_or(1_000_000_000, |d| d.0), 1, LOCK_HOLD_MAX_NS)?;
     let abandon = ctx.probability("workloads.lock.abandon", raw.abandon.unwrap_or(0.0), true)?;
     let client = raw.client.unwrap_or_default();
-    Ok(LockWorkload { locks, clients, rate_per_s, session_ttl_ns, lock_delay_ns, hold_ns, abandon, client })
+    let limit = match (client, raw.limit) {
+        (LockClient::LegateSemaphore, limit) => ctx.count("workloads.lock.limit", limit.unwrap_or(2), 1, clients)?,
+        (_, None | Some(1)) => 1,
+        (_, Some(_)) => {
+            return Err(ctx.invalid("workloads.lock.limit", "a limit other than 1 needs client = \"legate-semaphore\""))
+        }
+    };
+    Ok(LockWorkload { locks, clients, rate_per_s, session_ttl_ns, lock_delay_ns, hold_ns, abandon, client, limit })
 }
 
 fn service(ctx: &Ctx<'_>, raw: &RawService) -> Result<ServiceWorkload> {

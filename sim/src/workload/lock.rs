@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use legate_core::catalog::{Behavior, Command, KvOp, KvVerb, Query, QueryValue, Response, Session};
-use legate_core::lock::{self as protocol, lock_key, Lock, Pair, Reply, Request};
+use legate_core::lock::{self as protocol, lock_key, Lock, Pair, Reply, Request, Semaphore};
 use legate_runtime::server::{Consistency, QueryOptions, ServerResponse, WriteError};
 use madsim::rand::{thread_rng, Rng};
 
@@ -50,6 +50,23 @@ struct State {
     /// Session ID → when its create was invoked.
     sessions: BTreeMap<String, Duration>,
     observer: Option<Observer>,
+    /// Semaphore slots certainly held (`client = "legate-semaphore"`).
+    slots: Vec<SlotHold>,
+    /// The semaphore clients' writes (contender acquires, CAS, deletes), for write liveness.
+    semaphore_writes: Vec<crate::check::WriteAfterHeal>,
+}
+
+/// A semaphore slot a session certainly held: from the completion of the answer that showed
+/// it holding (its CAS into the holder record, or a read listing it) until the invocation of
+/// the CAS that took it out, or its session's end (after which others prune it).
+#[derive(Clone, Debug)]
+struct SlotHold {
+    client: u64,
+    prefix: String,
+    session: String,
+    start: Duration,
+    /// `None`: not released by the client (walked away, lost, or the run ended).
+    released: Option<Duration>,
 }
 
 enum Step {
@@ -84,6 +101,7 @@ impl LockRun {
                 Some(sid) => match self.spec.client {
                     LockClient::Api => self.use_session(&ctx, &sid).await,
                     LockClient::LegateLock => self.use_session_as_legate_lock(&ctx, &sid).await,
+                    LockClient::LegateSemaphore => self.use_session_as_legate_semaphore(&ctx, &sid).await,
                 },
                 None => madsim::time::sleep(ctx.think).await,
             }
@@ -95,6 +113,164 @@ impl LockRun {
         match self.spec.client {
             LockClient::Api => format!("locks/{l}"),
             LockClient::LegateLock => lock_key(&format!("locks/{l}")),
+            LockClient::LegateSemaphore => format!("sems/{l}"),
+        }
+    }
+
+    /// `legate lock -n <limit>`'s protocol ([`legate_core::lock::Semaphore`], the machine the
+    /// CLI drives): take a slot, hold it while monitoring, give it back; sometimes walk away.
+    /// Any failure abandons the session (its contender key goes with it).
+    async fn use_session_as_legate_semaphore(&self, ctx: &Ctx, sid: &str) {
+        let mut renewed_at = ctx.now();
+        while !ctx.stopped() {
+            let prefix = self.key(thread_rng().gen_range(0..self.spec.locks));
+            let mut machine = Semaphore::new(&prefix, sid, Vec::new(), self.spec.limit, 3);
+            let first = machine.acquire();
+            let mut last_cas = None;
+            match self.drive_semaphore(ctx, &mut machine, first, sid, &mut renewed_at, None, &mut last_cas).await {
+                Some(protocol::Step::Held { .. }) => {}
+                _ => return,
+            }
+            let hold = SlotHold {
+                client: ctx.client_id,
+                prefix: prefix.clone(),
+                session: sid.to_string(),
+                start: ctx.now(),
+                released: None,
+            };
+            let at = {
+                let mut state = self.lock();
+                state.slots.push(hold);
+                state.slots.len() - 1
+            };
+            if thread_rng().gen_bool(self.spec.abandon) {
+                return;
+            }
+            let hold_until = ctx.now() + Duration::from_nanos(self.spec.hold_ns);
+            let first = machine.monitor();
+            match self
+                .drive_semaphore(ctx, &mut machine, first, sid, &mut renewed_at, Some(hold_until), &mut last_cas)
+                .await
+            {
+                None if !ctx.stopped() => {}
+                _ => return,
+            }
+            let first = machine.release();
+            last_cas = None;
+            let released =
+                self.drive_semaphore(ctx, &mut machine, first, sid, &mut renewed_at, None, &mut last_cas).await;
+            // Out of the record from the invocation of the CAS that took it out (if that CAS
+            // answered `false`, a later one did, invoked later still: the first bounds it).
+            if let Some(cas) = last_cas {
+                self.lock().slots[at].released = Some(cas);
+            }
+            if released != Some(protocol::Step::Released) {
+                return;
+            }
+            let think = ctx.think.as_nanos() as u64;
+            madsim::time::sleep(Duration::from_nanos(thread_rng().gen_range(0..=2 * think))).await;
+        }
+    }
+
+    /// Like [`LockRun::drive`], for the semaphore machine: lists, CAS and deletes too.
+    /// `first_cas` keeps the invocation time of the first CAS sent (the release's).
+    #[allow(clippy::too_many_arguments)]
+    async fn drive_semaphore(
+        &self,
+        ctx: &Ctx,
+        machine: &mut Semaphore,
+        mut request: Request,
+        sid: &str,
+        renewed_at: &mut Duration,
+        until: Option<Duration>,
+        first_cas: &mut Option<Duration>,
+    ) -> Option<protocol::Step> {
+        loop {
+            if ctx.stopped() || until.is_some_and(|u| ctx.now() >= u) {
+                return None;
+            }
+            if ctx.now() - *renewed_at >= self.ttl() / 2 {
+                if !self.renew(ctx, sid).await {
+                    return None;
+                }
+                *renewed_at = ctx.now();
+            }
+            let write = |op: KvOp| ClientCall::Write(Command::Kv(op));
+            let reply = match &request {
+                Request::Sleep { ms } => {
+                    madsim::time::sleep(Duration::from_millis(*ms)).await;
+                    Reply::Slept
+                }
+                Request::List { prefix, index, wait_ms, consistent } => {
+                    let mut wait = Duration::from_millis(*wait_ms).min(self.ttl() / 2);
+                    if let Some(u) = until {
+                        wait = wait.min(u.saturating_sub(ctx.now()));
+                    }
+                    let consistency = if *consistent { Consistency::Consistent } else { Consistency::Default };
+                    let call = ClientCall::Read {
+                        opts: QueryOptions {
+                            consistency,
+                            min_index: *index,
+                            wait_ms: (*index > 0).then_some(wait.as_millis() as u64),
+                        },
+                        query: Query::KvList { prefix: prefix.clone() },
+                    };
+                    match ctx.client.call(ctx.pick_server(), call, ctx.call_timeout + wait).await {
+                        Ok(ServerResponse::Read(r)) => match r.answer.value {
+                            QueryValue::KvList(entries) => Reply::Entries {
+                                entries: entries.into_iter().map(pair_of).collect(),
+                                index: r.answer.index,
+                            },
+                            _ => Reply::Error { message: "unexpected answer".into(), server: true },
+                        },
+                        _ => Reply::Error { message: "no answer".into(), server: true },
+                    }
+                }
+                Request::Acquire { key, value, flags, session } => {
+                    let op = KvOp {
+                        session: session.clone(),
+                        value: value.clone(),
+                        flags: *flags,
+                        ..KvOp::new(KvVerb::Lock, key)
+                    };
+                    self.definite(ctx, key, write(op)).await?
+                }
+                Request::Cas { key, value, flags, modify_index } => {
+                    first_cas.get_or_insert(ctx.now());
+                    let op = KvOp {
+                        value: value.clone(),
+                        flags: *flags,
+                        index: *modify_index,
+                        ..KvOp::new(KvVerb::Cas, key)
+                    };
+                    self.definite(ctx, key, write(op)).await?
+                }
+                Request::Delete { key } => self.definite(ctx, key, write(KvOp::new(KvVerb::Delete, key))).await?,
+                other => unreachable!("a semaphore never sends {other:?}"),
+            };
+            match machine.handle(reply) {
+                protocol::Step::Send(next) => request = next,
+                protocol::Step::Failed(_) | protocol::Step::Lost => return None,
+                outcome => return Some(outcome),
+            }
+        }
+    }
+
+    /// A write whose answer is definite: `true`/`false`, else `None` (abandon the session).
+    /// Recorded for write liveness (acknowledged unless the answer is unknown).
+    async fn definite(&self, ctx: &Ctx, key: &str, call: ClientCall) -> Option<Reply> {
+        let invoke = ctx.now();
+        let answer = ctx.client.call(ctx.pick_server(), call, ctx.call_timeout).await;
+        let acked = matches!(answer, Ok(ServerResponse::Written(_) | ServerResponse::WriteFailed(_)));
+        self.lock().semaphore_writes.push(crate::check::WriteAfterHeal {
+            client: ctx.client_id,
+            key: key.to_string(),
+            invoke,
+            acked_at: acked.then(|| ctx.now()),
+        });
+        match answer {
+            Ok(ServerResponse::Written(Response::Bool(b))) => Some(Reply::Done(b)),
+            _ => None,
         }
     }
 
@@ -270,7 +446,11 @@ impl LockRun {
                 name: format!("lock-client-{}", ctx.client_id),
                 node: format!("s{}", s + 1),
                 lock_delay: self.spec.lock_delay_ns,
-                behavior: Behavior::Release,
+                behavior: if self.spec.client == LockClient::LegateSemaphore {
+                    Behavior::Delete
+                } else {
+                    Behavior::Release
+                },
                 ttl: format!("{ttl_ms}ms"),
                 ..Session::default()
             };
@@ -435,6 +615,26 @@ impl LockRun {
         outcome.liveness_writes =
             super::writes_after_heal(&ops, end.healed_at, |input| !matches!(input, LockInput::Read));
         outcome.violations.extend(self.liveness(&ops, end));
+        if self.spec.client == LockClient::LegateSemaphore {
+            let session_ends: BTreeMap<String, Duration> = destroys
+                .iter()
+                .map(|(sid, d)| (sid.clone(), d.first_applied.saturating_duration_since(end.start)))
+                .collect();
+            outcome.ops += state.slots.len();
+            outcome.trace.extend(state.slots.iter().map(|h| {
+                let until = h.released.map_or("-".to_string(), |r| format!("{:.3}s", r.as_secs_f64()));
+                format!(
+                    "{:>10.3}s c{} slot of {} held by {} (released {until})",
+                    h.start.as_secs_f64(),
+                    h.client,
+                    h.prefix,
+                    h.session
+                )
+            }));
+            outcome.violations.extend(semaphore_safety(&state.slots, &session_ends, self.spec.limit));
+            let healed_at = end.healed_at;
+            outcome.liveness_writes.extend(state.semaphore_writes.iter().filter(|w| w.invoke >= healed_at).cloned());
+        }
         outcome
     }
 
@@ -475,5 +675,97 @@ impl LockRun {
             }
         }
         out
+    }
+}
+
+fn pair_of(e: legate_core::catalog::KvEntry) -> Pair {
+    Pair {
+        key: e.key,
+        value: e.value,
+        flags: e.flags,
+        session: e.session,
+        lock_index: e.lock_index,
+        modify_index: e.modify_index,
+    }
+}
+
+/// Semaphore safety: at no time do more than `limit` sessions certainly hold slots of one
+/// semaphore. A slot is certainly held from its [`SlotHold::start`] until its release CAS was
+/// invoked or its session ended, whichever came first.
+fn semaphore_safety(slots: &[SlotHold], session_ends: &BTreeMap<String, Duration>, limit: u32) -> Vec<Violation> {
+    let mut by_prefix: BTreeMap<&str, Vec<(Duration, i32, usize)>> = BTreeMap::new();
+    for (i, s) in slots.iter().enumerate() {
+        let end = [s.released, session_ends.get(&s.session).copied()].into_iter().flatten().min();
+        if end.is_some_and(|e| e <= s.start) {
+            continue;
+        }
+        let events = by_prefix.entry(&s.prefix).or_default();
+        events.push((s.start, 1, i));
+        if let Some(e) = end {
+            // Ends sort before starts at the same instant: the intervals are half-open.
+            events.push((e, -1, i));
+        }
+    }
+    let mut out = Vec::new();
+    for (prefix, mut events) in by_prefix {
+        events.sort_by_key(|&(at, delta, i)| (at, delta, i));
+        let mut holding: Vec<usize> = Vec::new();
+        for (at, delta, i) in events {
+            if delta < 0 {
+                holding.retain(|&h| h != i);
+                continue;
+            }
+            holding.push(i);
+            if holding.len() > limit as usize {
+                let who: Vec<String> = holding
+                    .iter()
+                    .map(|&h| format!("c{} session {} from {:?}", slots[h].client, slots[h].session, slots[h].start))
+                    .collect();
+                out.push(Violation {
+                    checker: "lock_safety",
+                    message: format!(
+                        "semaphore {prefix:?} (limit {limit}) had {} certain holders at {at:?}: {}",
+                        holding.len(),
+                        who.join("; ")
+                    ),
+                });
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(client: u64, session: &str, start_ms: u64, released_ms: Option<u64>) -> SlotHold {
+        SlotHold {
+            client,
+            prefix: "sems/0".into(),
+            session: session.into(),
+            start: Duration::from_millis(start_ms),
+            released: released_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn more_certain_holders_than_the_limit_is_a_violation() {
+        let slots = [hold(1, "a", 0, Some(100)), hold(2, "b", 10, Some(100)), hold(3, "c", 50, Some(60))];
+        let found = semaphore_safety(&slots, &BTreeMap::new(), 2);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("had 3 certain holders at 50ms"), "{}", found[0].message);
+        assert!(semaphore_safety(&slots, &BTreeMap::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn a_release_or_a_session_end_frees_the_slot_for_the_next() {
+        // c starts exactly when a releases (half-open intervals), d after b's session ended.
+        let slots = [hold(1, "a", 0, Some(50)), hold(2, "b", 10, None), hold(3, "c", 50, None), hold(4, "d", 80, None)];
+        let ends = BTreeMap::from([("b".to_string(), Duration::from_millis(70))]);
+        assert!(semaphore_safety(&slots, &ends, 2).is_empty());
+        // Without b's end, d is a third holder.
+        assert_eq!(semaphore_safety(&slots, &BTreeMap::new(), 2).len(), 1);
     }
 }
