@@ -30,6 +30,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::watch::next_index;
+
 /// The flags of a lock key (Go's `api.LockFlagValue`): a key with other flags is not a lock.
 pub const LOCK_FLAG_VALUE: u64 = 0x2ddc_cbc0_58a5_0c18;
 /// The flags of a semaphore's keys (Go's `api.SemaphoreFlagValue`).
@@ -304,7 +306,7 @@ impl Lock {
                 self.retries_left = self.monitor_retries;
                 match entry {
                     Some(p) if p.session.as_deref() == Some(&self.session) => {
-                        self.index = if index < self.index { 0 } else { index.max(1) };
+                        self.index = next_index(self.index, index);
                         self.send_read(true)
                     }
                     _ => {
@@ -532,7 +534,7 @@ impl Semaphore {
                 self.retries_left = self.monitor_retries;
                 match self.holders(&entries) {
                     Ok((h, _)) if h.holders.contains_key(&self.session) => {
-                        self.index = if index < self.index { 0 } else { index.max(1) };
+                        self.index = next_index(self.index, index);
                         Step::Send(self.list(true))
                     }
                     _ => {

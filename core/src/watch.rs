@@ -11,6 +11,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The client's side of the index rules: the index to send after an answer carrying
+/// `returned`, the previous one being `previous`. An index that went backwards (a restore, a
+/// new leader with a shorter log) resets to 0, an immediate read; otherwise an answer's index
+/// of 0 is sent as 1, so that no blocking read sends 0.
+pub fn next_index(previous: u64, returned: u64) -> u64 {
+    if returned < previous {
+        0
+    } else {
+        returned.max(1)
+    }
+}
+
 use crate::limits;
 
 /// One thing a query's result depends on. Names are the lower-cased lookup keys.
@@ -155,6 +167,16 @@ fn remove_from<K: Ord>(map: &mut BTreeMap<K, BTreeSet<WatcherId>>, key: &K, id: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_resets_when_it_goes_backwards_and_is_never_zero_after_an_answer() {
+        assert_eq!(next_index(0, 17), 17, "the first answer's index");
+        assert_eq!(next_index(17, 17), 17, "nothing changed");
+        assert_eq!(next_index(17, 20), 20);
+        assert_eq!(next_index(20, 5), 0, "backwards: start over with an immediate read");
+        assert_eq!(next_index(0, 0), 1, "a zero index is sent as 1");
+        assert_eq!(next_index(3, 0), 0, "zero after a real index is going backwards");
+    }
 
     fn kv(k: &str) -> WatchKey {
         WatchKey::Kv(k.to_string())

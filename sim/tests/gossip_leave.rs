@@ -3,8 +3,7 @@
 //!
 //! Replay one seed: `SIM_SEED=<n> cargo test -p sim --test gossip_leave -- --nocapture`.
 
-use sim::gossip::check::{self, Bounds};
-use sim::gossip::experiment::FORM_SPREAD_PER_MEMBER_MS;
+use sim::gossip::check;
 use sim::gossip::world::LEAVE_PROPAGATE_MAX_MS;
 use sim::gossip::{for_each_seed, Action, Belief, Setup, Status, World};
 
@@ -15,10 +14,7 @@ const LEAVER: usize = 4;
 fn leave(seed: u64) {
     let mut setup = Setup::lan(MEMBERS);
     setup.net.loss = 0.05;
-    let bounds = Bounds::new(&setup.gossip, MEMBERS, 0);
-    let mut world = World::new(seed, setup).expect("a valid setup");
-    let spread_ms = FORM_SPREAD_PER_MEMBER_MS * MEMBERS as u64;
-    assert!(world.form(MEMBERS, spread_ms, bounds.converge_ms()).is_some(), "the pool formed");
+    let (mut world, bounds) = World::formed(seed, setup).expect("the pool formed");
 
     world.act(Action::Leave(LEAVER));
     let left_everywhere = |w: &World| w.running().all(|o| w.belief(o, LEAVER) == Belief::Left);

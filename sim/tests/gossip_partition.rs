@@ -3,8 +3,7 @@
 //!
 //! Replay one seed: `SIM_SEED=<n> cargo test -p sim --test gossip_partition -- --nocapture`.
 
-use sim::gossip::check::{self, Bounds};
-use sim::gossip::experiment::FORM_SPREAD_PER_MEMBER_MS;
+use sim::gossip::check;
 use sim::gossip::{for_each_seed, Action, Belief, NodeId, Setup, World};
 
 const TEST: &str = "gossip_partition";
@@ -13,11 +12,8 @@ const MEMBERS: usize = 20;
 fn split_and_heal(seed: u64) {
     let mut setup = Setup::lan(MEMBERS);
     setup.net.loss = 0.05;
-    let bounds = Bounds::new(&setup.gossip, MEMBERS, 0);
     let gossip_to_dead_ms = setup.gossip.gossip_to_dead_ms;
-    let mut world = World::new(seed, setup).expect("a valid setup");
-    let spread_ms = FORM_SPREAD_PER_MEMBER_MS * MEMBERS as u64;
-    assert!(world.form(MEMBERS, spread_ms, bounds.converge_ms()).is_some(), "the pool formed");
+    let (mut world, bounds) = World::formed(seed, setup).expect("the pool formed");
 
     // Act: even members on one side, odd on the other, until each side has failed the other
     // and stopped gossiping to it; then heal.

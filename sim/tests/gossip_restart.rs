@@ -4,8 +4,7 @@
 //!
 //! Replay one seed: `SIM_SEED=<n> cargo test -p sim --test gossip_restart -- --nocapture`.
 
-use sim::gossip::check::{self, Bounds};
-use sim::gossip::experiment::FORM_SPREAD_PER_MEMBER_MS;
+use sim::gossip::check;
 use sim::gossip::{for_each_seed, node_name, Action, Belief, Setup, World};
 
 const TEST: &str = "gossip_restart";
@@ -21,10 +20,7 @@ fn incarnation(world: &World, observer: usize) -> u32 {
 fn crash_and_restart(seed: u64) {
     let mut setup = Setup::lan(MEMBERS);
     setup.net.loss = 0.05;
-    let bounds = Bounds::new(&setup.gossip, MEMBERS, 0);
-    let mut world = World::new(seed, setup).expect("a valid setup");
-    let spread_ms = FORM_SPREAD_PER_MEMBER_MS * MEMBERS as u64;
-    assert!(world.form(MEMBERS, spread_ms, bounds.converge_ms()).is_some(), "the pool formed");
+    let (mut world, bounds) = World::formed(seed, setup).expect("the pool formed");
 
     world.act(Action::Crash(VICTIM));
     let failed_everywhere = |w: &World| w.running().all(|o| w.belief(o, VICTIM) == Belief::Failed);

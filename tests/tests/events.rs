@@ -146,6 +146,7 @@ fn a_blocking_list_answers_when_an_event_arrives_and_bad_events_are_refused() {
     let url = agent.url("/v1/event/list?index=1&wait=30s");
     let waiter = std::thread::spawn(move || http.request("GET", &url, None).expect("the blocking list answers"));
     std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the list blocks until an event arrives");
     let fired = agent.put("/v1/event/fire/deploy?node=.", "");
     let answer = waiter.join().expect("the waiter thread");
 

@@ -138,7 +138,9 @@ fn a_killed_holders_agent_hands_the_lock_over_after_invalidation_and_lock_delay(
     let mut holder = Contender::start(&cluster.clients[c1].http_addr(), &["jobs/cron", &holder_child]);
     assert!(wait_until(DEADLINE, || events(&log).len() == 1), "the first contender holds the lock");
     let mut next = Contender::start(&cluster.clients[c2].http_addr(), &["jobs/cron", &logging_child(&log, "b", "0")]);
-    std::thread::sleep(Duration::from_secs(2));
+    // Once the second contender has its session it is contending: it must wait.
+    let sessions = || cluster.servers[0].get("/v1/session/list").json().as_array().map_or(0, Vec::len);
+    assert!(wait_until(DEADLINE, || sessions() == 2), "the second contender created its session");
     assert_eq!(events(&log).len(), 1, "the second contender waits");
 
     cluster.clients[c1].kill9();

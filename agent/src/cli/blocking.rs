@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use legate_core::watch::next_index;
+
 use super::client::{CallError, Client, Indexed};
 
 /// The shortest time between two requests of one loop.
@@ -23,15 +25,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long the agent may hold one request (Consul's default is 5 min; a shorter wait lets a
 /// loop notice a vanished agent sooner).
 pub const WAIT_DEFAULT: Duration = Duration::from_secs(60);
-
-/// The index to send after an answer carrying `returned`, the previous one being `previous`.
-pub fn next_index(previous: u64, returned: u64) -> u64 {
-    if returned < previous {
-        0
-    } else {
-        returned.max(1)
-    }
-}
 
 /// One blocking query, repeated: each [`Blocking::next`] returns the next answer whose index
 /// moved.
@@ -120,20 +113,5 @@ impl Blocking {
                 Err(e)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_index_resets_when_it_goes_backwards_and_is_never_zero_after_an_answer() {
-        assert_eq!(next_index(0, 17), 17, "the first answer's index");
-        assert_eq!(next_index(17, 17), 17, "nothing changed");
-        assert_eq!(next_index(17, 20), 20);
-        assert_eq!(next_index(20, 5), 0, "backwards: start over with an immediate read");
-        assert_eq!(next_index(0, 0), 1, "a zero index is sent as 1");
-        assert_eq!(next_index(3, 0), 0, "zero after a real index is going backwards");
     }
 }

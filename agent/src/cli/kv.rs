@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn kv_path(key: &str) -> String {
+pub(super) fn kv_path(key: &str) -> String {
     format!("/v1/kv/{}", key.trim_start_matches('/'))
 }
 

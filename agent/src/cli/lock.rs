@@ -24,6 +24,7 @@ use legate_core::lock::{self, Lock, Pair, Reply, Request, Semaphore, Step};
 use serde_json::{json, Value};
 
 use super::client::{CallError, Client};
+use super::kv::kv_path;
 use super::{client_options, parse};
 
 const USAGE: &str = "Usage: legate lock [options] prefix child...
@@ -242,7 +243,7 @@ fn hold_and_run(client: &Client, opts: &Opts, session: &str, flags: &Arc<Flags>)
     let mut child = match start_child(opts, lock_index) {
         Ok(c) => c,
         Err(e) => {
-            release(client, &mut machine, flags, opts.verbose);
+            release(client, &mut machine, opts.verbose);
             return fail(&format!("Error running handler: {e}"));
         }
     };
@@ -253,13 +254,10 @@ fn hold_and_run(client: &Client, opts: &Opts, session: &str, flags: &Arc<Flags>)
     flags.done.store(true, Ordering::SeqCst);
     drop(monitor);
 
-    let lost = flags.lost.load(Ordering::SeqCst);
-    if !lost {
-        release(client, &mut machine, flags, opts.verbose);
-    }
-    if lost {
+    if flags.lost.load(Ordering::SeqCst) {
         return fail("Lock lost, killed child");
     }
+    release(client, &mut machine, opts.verbose);
     if flags.interrupted.load(Ordering::SeqCst) {
         return fail("Shutdown triggered, killed child");
     }
@@ -273,17 +271,16 @@ fn hold_and_run(client: &Client, opts: &Opts, session: &str, flags: &Arc<Flags>)
     }
 }
 
-fn release(client: &Client, machine: &mut Machine, flags: &Arc<Flags>, verbose: bool) {
+fn release(client: &Client, machine: &mut Machine, verbose: bool) {
     let first = machine.release();
     // A release must not be cut short by a signal; it is quick.
-    let calm = Arc::new(Flags::default());
+    let calm = Flags::default();
     match drive(client, machine, first, Some(Instant::now() + Duration::from_secs(30)), &calm) {
         Ok(Step::Released) if verbose => eprintln!("Lock released"),
         Ok(Step::Released) => {}
         Ok(Step::Failed(e)) => eprintln!("Lock release failed: {e}"),
         other => eprintln!("Lock release failed: {other:?}"),
     }
-    let _ = flags;
 }
 
 #[derive(Debug)]
@@ -392,10 +389,6 @@ fn execute(client: &Client, request: &Request, remaining: Option<Duration>) -> R
         };
         Reply::Error { message: e.to_string(), server }
     })
-}
-
-fn kv_path(key: &str) -> String {
-    format!("/v1/kv/{}", key.trim_start_matches('/'))
 }
 
 fn put_bool(client: &Client, path: &str, query: &[(&str, String)], value: &[u8]) -> Result<Reply, CallError> {

@@ -34,6 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::check::Bounds;
+use super::experiment::FORM_SPREAD_PER_MEMBER_MS;
 use super::history::FaultHistory;
 use super::load::{Load, LoadFigures};
 use super::net::Network;
@@ -359,6 +360,21 @@ impl World {
         }
         self.run_until(start_ms + spread_ms);
         self.run_until_true(limit_ms, World::converged)
+    }
+
+    /// A world of `setup.members` members that all started (one per
+    /// [`FORM_SPREAD_PER_MEMBER_MS`] on average, each joining 1–3 running members) and formed
+    /// one pool, with the bounds of its configuration. Errs on a bad setup or a pool that did
+    /// not converge within [`Bounds::converge_ms`].
+    pub fn formed(seed: u64, setup: Setup) -> Result<(World, Bounds), String> {
+        let members = setup.members;
+        let bounds = Bounds::new(&setup.gossip, members, 0);
+        let mut world = World::new(seed, setup)?;
+        let spread_ms = FORM_SPREAD_PER_MEMBER_MS * members as u64;
+        match world.form(members, spread_ms, bounds.converge_ms()) {
+            Some(_) => Ok((world, bounds)),
+            None => Err(format!("the pool of {members} did not form within {} ms", bounds.converge_ms())),
+        }
     }
 
     /// Runs until no running member has news left to send, checking every

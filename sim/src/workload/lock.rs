@@ -69,6 +69,16 @@ struct SlotHold {
     released: Option<Duration>,
 }
 
+/// How the servers answered an acquire or release.
+enum WriteAnswer {
+    Bool(bool),
+    /// The session no longer exists: nothing changed.
+    SessionGone,
+    NoLeader,
+    /// No answer: the write may or may not have happened.
+    Unknown,
+}
+
 enum Step {
     /// The request had a definite answer.
     Done(bool),
@@ -189,11 +199,8 @@ impl LockRun {
             if ctx.stopped() || until.is_some_and(|u| ctx.now() >= u) {
                 return None;
             }
-            if ctx.now() - *renewed_at >= self.ttl() / 2 {
-                if !self.renew(ctx, sid).await {
-                    return None;
-                }
-                *renewed_at = ctx.now();
+            if !self.renew_if_due(ctx, sid, renewed_at).await {
+                return None;
             }
             let write = |op: KvOp| ClientCall::Write(Command::Kv(op));
             let reply = match &request {
@@ -202,10 +209,7 @@ impl LockRun {
                     Reply::Slept
                 }
                 Request::List { prefix, index, wait_ms, consistent } => {
-                    let mut wait = Duration::from_millis(*wait_ms).min(self.ttl() / 2);
-                    if let Some(u) = until {
-                        wait = wait.min(u.saturating_sub(ctx.now()));
-                    }
+                    let wait = self.blocking_wait(ctx, *wait_ms, until);
                     let consistency = if *consistent { Consistency::Consistent } else { Consistency::Default };
                     let call = ClientCall::Read {
                         opts: QueryOptions {
@@ -326,11 +330,8 @@ impl LockRun {
             if ctx.stopped() || until.is_some_and(|u| ctx.now() >= u) {
                 return None;
             }
-            if ctx.now() - *renewed_at >= self.ttl() / 2 {
-                if !self.renew(ctx, sid).await {
-                    return None;
-                }
-                *renewed_at = ctx.now();
+            if !self.renew_if_due(ctx, sid, renewed_at).await {
+                return None;
             }
             let reply = match &request {
                 Request::Sleep { ms } => {
@@ -338,10 +339,7 @@ impl LockRun {
                     Reply::Slept
                 }
                 Request::Get { key, index, wait_ms, consistent } => {
-                    let mut wait = Duration::from_millis(*wait_ms).min(self.ttl() / 2);
-                    if let Some(u) = until {
-                        wait = wait.min(u.saturating_sub(ctx.now()));
-                    }
+                    let wait = self.blocking_wait(ctx, *wait_ms, until);
                     self.get(ctx, key, *index, wait, *consistent).await
                 }
                 Request::Acquire { key, value, flags, session } => {
@@ -351,10 +349,7 @@ impl LockRun {
                         flags: *flags,
                         ..KvOp::new(KvVerb::Lock, key)
                     };
-                    match self.record_write(ctx, session, key, kv, true).await {
-                        Some(r) => r,
-                        None => return None,
-                    }
+                    self.record_write(ctx, session, key, kv, true).await?
                 }
                 Request::Release { key, value, flags, session } => {
                     let kv = KvOp {
@@ -363,10 +358,7 @@ impl LockRun {
                         flags: *flags,
                         ..KvOp::new(KvVerb::Unlock, key)
                     };
-                    match self.record_write(ctx, session, key, kv, false).await {
-                        Some(r) => r,
-                        None => return None,
-                    }
+                    self.record_write(ctx, session, key, kv, false).await?
                 }
                 other => unreachable!("a lock (not a semaphore) never sends {other:?}"),
             };
@@ -376,6 +368,26 @@ impl LockRun {
                 outcome => return Some(outcome),
             }
         }
+    }
+
+    /// Renews the session when half its TTL passed since `renewed_at`; `false` when it could
+    /// not be renewed (abandon it).
+    async fn renew_if_due(&self, ctx: &Ctx, sid: &str, renewed_at: &mut Duration) -> bool {
+        if ctx.now() - *renewed_at < self.ttl() / 2 {
+            return true;
+        }
+        if !self.renew(ctx, sid).await {
+            return false;
+        }
+        *renewed_at = ctx.now();
+        true
+    }
+
+    /// How long a blocking read may wait: the machine's wait, at most TTL/2 (so renewals keep
+    /// up, where the CLI renews on a thread) and never past `until`.
+    fn blocking_wait(&self, ctx: &Ctx, wait_ms: u64, until: Option<Duration>) -> Duration {
+        let wait = Duration::from_millis(wait_ms).min(self.ttl() / 2);
+        until.map_or(wait, |u| wait.min(u.saturating_sub(ctx.now())))
     }
 
     /// A read of the lock key; a consistent one is recorded (it shows the holder). A blocking
@@ -396,15 +408,7 @@ impl LockRun {
                         holder: entry.as_ref().and_then(|e| e.session.clone()),
                         lock_index: entry.as_ref().map_or(0, |e| e.lock_index),
                     };
-                    let pair = entry.map(|e| Pair {
-                        key: e.key,
-                        value: e.value,
-                        flags: e.flags,
-                        session: e.session,
-                        lock_index: e.lock_index,
-                        modify_index: e.modify_index,
-                    });
-                    (Reply::Entry { entry: pair, index: r.answer.index }, OpOutcome::Ok(observed))
+                    (Reply::Entry { entry: entry.map(pair_of), index: r.answer.index }, OpOutcome::Ok(observed))
                 }
                 other => {
                     (Reply::Error { message: format!("unexpected answer {other:?}"), server: true }, OpOutcome::Failed)
@@ -418,25 +422,13 @@ impl LockRun {
         reply
     }
 
-    /// An acquire or release, recorded; `None` when the session must be abandoned (the answer
-    /// is unknown, or the session is gone).
+    /// An acquire or release for the `legate lock` machine, recorded; `None` when the session
+    /// must be abandoned (the answer is unknown, the session is gone, or no leader answered).
     async fn record_write(&self, ctx: &Ctx, sid: &str, key: &str, kv: KvOp, acquire: bool) -> Option<Reply> {
-        let session = sid.to_string();
-        let input = if acquire { LockInput::Acquire { session } } else { LockInput::Release { session } };
-        let op = self.lock().history.invoke(ctx.client_id, key.to_string(), input, ctx.now());
-        let answer = ctx.client.call(ctx.pick_server(), ClientCall::Write(Command::Kv(kv)), ctx.call_timeout).await;
-        let (outcome, reply) = match answer {
-            Ok(ServerResponse::Written(Response::Bool(true))) => {
-                let out = if acquire { LockOutput::Acquired { lock_index: None } } else { LockOutput::Released };
-                (OpOutcome::Ok(out), Some(Reply::Done(true)))
-            }
-            Ok(ServerResponse::Written(Response::Bool(false))) => (OpOutcome::Failed, Some(Reply::Done(false))),
-            Ok(ServerResponse::Written(Response::Error(_))) => (OpOutcome::Failed, None),
-            Ok(ServerResponse::WriteFailed(WriteError::NoLeader)) => (OpOutcome::Failed, None),
-            _ => (OpOutcome::Indeterminate, None),
-        };
-        self.lock().history.complete(op, outcome, ctx.now());
-        reply
+        match self.recorded_write(ctx, sid, key, kv, acquire).await {
+            WriteAnswer::Bool(b) => Some(Reply::Done(b)),
+            WriteAnswer::NoLeader | WriteAnswer::SessionGone | WriteAnswer::Unknown => None,
+        }
     }
 
     async fn create_session(&self, ctx: &Ctx) -> Option<String> {
@@ -517,28 +509,35 @@ impl LockRun {
 
     /// An acquire (`acquire: true`) or release, recorded.
     async fn write(&self, ctx: &Ctx, sid: &str, key: &str, acquire: bool) -> Step {
+        let kv =
+            KvOp { session: sid.to_string(), ..KvOp::new(if acquire { KvVerb::Lock } else { KvVerb::Unlock }, key) };
+        match self.recorded_write(ctx, sid, key, kv, acquire).await {
+            WriteAnswer::Bool(b) => Step::Done(b),
+            WriteAnswer::NoLeader => Step::Done(false),
+            // The session no longer exists (nothing changed), or the effect is unknown: this
+            // session is over.
+            WriteAnswer::SessionGone | WriteAnswer::Unknown => Step::Abandon,
+        }
+    }
+
+    /// Sends `kv` (an acquire or release of `key` by `sid`), recorded in the history.
+    async fn recorded_write(&self, ctx: &Ctx, sid: &str, key: &str, kv: KvOp, acquire: bool) -> WriteAnswer {
         let session = sid.to_string();
-        let input = if acquire {
-            LockInput::Acquire { session: session.clone() }
-        } else {
-            LockInput::Release { session: session.clone() }
-        };
+        let input = if acquire { LockInput::Acquire { session } } else { LockInput::Release { session } };
         let op = self.lock().history.invoke(ctx.client_id, key.to_string(), input, ctx.now());
-        let kv = KvOp { session, ..KvOp::new(if acquire { KvVerb::Lock } else { KvVerb::Unlock }, key) };
         let answer = ctx.client.call(ctx.pick_server(), ClientCall::Write(Command::Kv(kv)), ctx.call_timeout).await;
-        let (outcome, step) = match answer {
+        let (outcome, answer) = match answer {
             Ok(ServerResponse::Written(Response::Bool(true))) => {
                 let out = if acquire { LockOutput::Acquired { lock_index: None } } else { LockOutput::Released };
-                (OpOutcome::Ok(out), Step::Done(true))
+                (OpOutcome::Ok(out), WriteAnswer::Bool(true))
             }
-            Ok(ServerResponse::Written(Response::Bool(false))) => (OpOutcome::Failed, Step::Done(false)),
-            // The session no longer exists: nothing changed, and this session is over.
-            Ok(ServerResponse::Written(Response::Error(_))) => (OpOutcome::Failed, Step::Abandon),
-            Ok(ServerResponse::WriteFailed(WriteError::NoLeader)) => (OpOutcome::Failed, Step::Done(false)),
-            _ => (OpOutcome::Indeterminate, Step::Abandon),
+            Ok(ServerResponse::Written(Response::Bool(false))) => (OpOutcome::Failed, WriteAnswer::Bool(false)),
+            Ok(ServerResponse::Written(Response::Error(_))) => (OpOutcome::Failed, WriteAnswer::SessionGone),
+            Ok(ServerResponse::WriteFailed(WriteError::NoLeader)) => (OpOutcome::Failed, WriteAnswer::NoLeader),
+            _ => (OpOutcome::Indeterminate, WriteAnswer::Unknown),
         };
         self.lock().history.complete(op, outcome, ctx.now());
-        step
+        answer
     }
 
     /// A consistent read of the lock key: who holds it, and its LockIndex.
