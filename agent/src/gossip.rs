@@ -13,6 +13,7 @@ use legate_core::raft::ServerNode;
 use legate_core::reconcile::{self, CatalogNode, MemberView};
 use legate_runtime::boot::{AgentServer, AgentWire};
 use legate_runtime::client::Forwarder;
+use legate_runtime::federation::{Federation, Route};
 use legate_runtime::gossip::{Keyring, Pool, PoolOptions};
 use legate_runtime::{Consistency, QueryOptions};
 use tokio::sync::broadcast;
@@ -169,6 +170,55 @@ pub async fn follow_servers(forwarder: Forwarder<AgentWire>, pool: Pool, datacen
         if members.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// The other datacenters' alive servers in the WAN pool, nearest datacenter first: a
+/// datacenter's distance is the median round-trip time of probes to its servers (measured ones
+/// first, then by name), its servers are ordered by their own round-trip time.
+pub fn routes_of(members: &[Member], rtt_ms: &BTreeMap<String, u64>, own_dc: &str) -> Vec<Route> {
+    let mut by_dc: BTreeMap<&str, Vec<(Option<u64>, ServerNode)>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.status() == MemberStatus::Alive && tag(m, TAG_ROLE) == Some(ROLE_SERVER)) {
+        let (Some(dc), Some(Ok(port))) = (tag(m, TAG_DC), tag(m, TAG_PORT).map(str::parse::<u16>)) else {
+            continue;
+        };
+        if dc.eq_ignore_ascii_case(own_dc) {
+            continue;
+        }
+        let node = ServerNode { name: m.name.clone(), rpc_addr: SocketAddr::new(m.addr.ip(), port).to_string() };
+        by_dc.entry(dc).or_default().push((rtt_ms.get(&m.name).copied(), node));
+    }
+    let unknown_last = |rtt: Option<u64>| (rtt.is_none(), rtt.unwrap_or(0));
+    let mut routes: Vec<(Option<u64>, Route)> = by_dc
+        .into_iter()
+        .map(|(dc, mut servers)| {
+            servers.sort_by(|(a, x), (b, y)| unknown_last(*a).cmp(&unknown_last(*b)).then_with(|| x.name.cmp(&y.name)));
+            let measured: Vec<u64> = servers.iter().filter_map(|(rtt, _)| *rtt).collect();
+            let distance = (!measured.is_empty()).then(|| measured[measured.len() / 2]);
+            let servers = servers.into_iter().map(|(_, node)| node).collect();
+            (distance, Route { datacenter: dc.to_string(), servers })
+        })
+        .collect();
+    routes.sort_by(|(a, x), (b, y)| {
+        unknown_last(*a).cmp(&unknown_last(*b)).then_with(|| x.datacenter.cmp(&y.datacenter))
+    });
+    routes.into_iter().map(|(_, route)| route).collect()
+}
+
+/// How often a server re-reads the WAN round-trip times for its routes.
+const ROUTES_REFRESH: Duration = Duration::from_secs(5);
+
+/// Keeps a server's routes to the other datacenters on the WAN pool's alive servers.
+pub async fn follow_wan(federation: Federation<AgentWire>, wan: Pool) {
+    let mut members = wan.watch_members();
+    let mut last = None;
+    loop {
+        let routes = routes_of(&members.borrow_and_update(), &wan.rtt_ms(), federation.local());
+        if last.as_ref() != Some(&routes) {
+            federation.set_routes(routes.clone());
+            last = Some(routes);
+        }
+        let _ = tokio::time::timeout(ROUTES_REFRESH, members.changed()).await;
     }
 }
 

@@ -13,9 +13,10 @@ use legate_core::catalog::Node;
 use legate_runtime::boot::{self, AgentWire, ServerOptions};
 use legate_runtime::client::Forwarder;
 use legate_runtime::clock::Clock;
+use legate_runtime::federation::Federation;
 use legate_runtime::local::{CheckExecutor, LocalSync};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Routes};
 use crate::config::AgentConfig;
 use crate::gossip;
 use crate::http::{self, AppState};
@@ -59,6 +60,11 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let node = self_node(&cfg);
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
     let pools = gossip::start(&cfg).await?;
+    let federation = pools.wan.as_ref().map(|wan| {
+        let federation = Federation::new(&cfg.datacenter, AgentWire::new(&cfg.datacenter));
+        tokio::spawn(gossip::follow_wan(federation.clone(), wan.clone()));
+        federation
+    });
     let api = if cfg.dev {
         let server = boot::start_dev_server(node.clone(), rpc_addr, clock).await?;
         server.wait_registered(&node.node).await?;
@@ -82,6 +88,7 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
                 trailing_logs: cfg.raft_trailing_logs,
                 segment_bytes: cfg.raft_log_segment_bytes,
             },
+            federation: federation.clone().ok_or("a server has a WAN pool")?,
         };
         Backend::Server(boot::start_server(opts, clock).await?)
     } else {
@@ -129,8 +136,10 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     reload::apply(&local, &cfg, &owned).await?;
 
     let leave = Arc::new(tokio::sync::Notify::new());
+    let routes = Routes { local: api.clone(), datacenter: cfg.datacenter.clone(), federation };
     let state = Arc::new(AppState {
         api: api.clone(),
+        routes: routes.clone(),
         local,
         config: Arc::new(cfg.clone()),
         leave: leave.clone(),

@@ -14,6 +14,7 @@ pub use openraft_rt_tokio::TokioRuntime;
 
 use crate::clock::Clock;
 use crate::disk::FsDisk;
+use crate::federation::Federation;
 use crate::rpc::{dispatch, Rpc, RpcNetwork, RpcTransport};
 use crate::server::{Raft, Server, ServerConfig, Store};
 use crate::tcp::{self, Handshake, TcpWire};
@@ -146,6 +147,8 @@ pub struct ServerOptions {
     /// The other servers known right now (from gossip), asked again each bootstrap round.
     pub discover: Discover,
     pub tuning: RaftTuning,
+    /// The routes to other datacenters, for the calls its clients send there.
+    pub federation: Federation<AgentWire>,
 }
 
 /// Opens the data dir (refusing a corrupt one), starts Raft, serves RPC, spawns the duties and
@@ -180,10 +183,10 @@ pub async fn start_server(opts: ServerOptions, clock: Clock) -> Result<AgentServ
 
     let expect = opts.bootstrap_expect;
     let handler = {
-        let server = server.clone();
+        let (server, federation) = (server.clone(), opts.federation.clone());
         move |rpc: Rpc<TokioTc>| {
-            let server = server.clone();
-            async move { dispatch(&server, rpc, expect).await }
+            let (server, federation) = (server.clone(), federation.clone());
+            async move { dispatch(&server, rpc, expect, &federation).await }
         }
     };
     tokio::spawn(tcp::serve(listener, Handshake::new(&datacenter), handler));

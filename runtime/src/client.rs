@@ -29,11 +29,14 @@ const STATUS_TIMEOUT_MS: u64 = 5_000;
 /// A client agent's connection to the servers. Clones share it.
 pub struct Forwarder<W: Wire> {
     inner: Arc<Inner<W>>,
+    /// Calls are for this datacenter, not the servers' own: they travel as
+    /// [`ClientCall::Forward`] and the server forwards them (see [`Forwarder::via`]).
+    dc: Option<Arc<str>>,
 }
 
 impl<W: Wire> Clone for Forwarder<W> {
     fn clone(&self) -> Self {
-        Forwarder { inner: self.inner.clone() }
+        Forwarder { inner: self.inner.clone(), dc: self.dc.clone() }
     }
 }
 
@@ -54,7 +57,16 @@ enum Failure {
 impl<W: Wire> Forwarder<W> {
     /// A forwarder to `servers` (their RPC addresses).
     pub fn new(wire: W, servers: Vec<ServerNode>) -> Self {
-        Forwarder { inner: Arc::new(Inner { wire, servers: Mutex::new(servers), preferred: AtomicUsize::new(0) }) }
+        Forwarder {
+            inner: Arc::new(Inner { wire, servers: Mutex::new(servers), preferred: AtomicUsize::new(0) }),
+            dc: None,
+        }
+    }
+
+    /// The same servers, asked to serve every call in datacenter `dc` (they forward it to a
+    /// server of `dc`). The answers need one more hop, so the timeouts allow for it.
+    pub fn via(&self, dc: &str) -> Self {
+        Forwarder { inner: self.inner.clone(), dc: Some(dc.into()) }
     }
 
     /// The servers this client knows.
@@ -88,7 +100,14 @@ impl<W: Wire> Forwarder<W> {
 
     /// Sends `call` to the preferred server, moving on to the next ones while the call was
     /// certainly not delivered (or, with `idempotent`, whatever the failure).
-    async fn call(&self, call: ClientCall, timeout_ms: u64, idempotent: bool) -> Result<ServerResponse, Failure> {
+    async fn call(&self, call: ClientCall, mut timeout_ms: u64, idempotent: bool) -> Result<ServerResponse, Failure> {
+        let call = match &self.dc {
+            Some(dc) => {
+                timeout_ms += FORWARD_TIMEOUT_MS;
+                ClientCall::Forward { dc: dc.to_string(), call: Box::new(call) }
+            }
+            None => call,
+        };
         let servers = self.servers();
         if servers.is_empty() {
             return Err(Failure::Unreachable(
@@ -126,6 +145,19 @@ impl<W: Wire> Forwarder<W> {
             Ok(answer) => Ok(answer),
             Err(Failure::Unreachable(e)) => Err(WriteError::NoServer(e)),
             Err(Failure::Unknown(e)) => Err(WriteError::Unknown(e)),
+        }
+    }
+}
+
+impl<W: Wire> Forwarder<W> {
+    /// Every datacenter the servers know: theirs first, then the others nearest first.
+    pub async fn datacenters(&self) -> Result<Vec<String>, ReadError> {
+        match self.call(ClientCall::Datacenters, STATUS_TIMEOUT_MS, true).await {
+            Ok(ServerResponse::Datacenters(list)) => Ok(list),
+            Ok(ServerResponse::ReadFailed(e)) => Err(e),
+            Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a datacenter list: {other:?}"))),
+            Err(Failure::Unreachable(e)) => Err(ReadError::NoServer(e)),
+            Err(Failure::Unknown(e)) => Err(ReadError::Rpc(e)),
         }
     }
 }
@@ -176,9 +208,12 @@ impl<W: Wire> Api for Forwarder<W> {
     async fn status(&self) -> Result<RaftStatus, ReadError> {
         match self.call(ClientCall::Status, STATUS_TIMEOUT_MS, true).await {
             Ok(ServerResponse::Status(status)) => {
-                self.learn(&status);
+                if self.dc.is_none() {
+                    self.learn(&status);
+                }
                 Ok(status)
             }
+            Ok(ServerResponse::ReadFailed(e)) => Err(e),
             Ok(other) => Err(ReadError::Internal(format!("unexpected answer to a status call: {other:?}"))),
             Err(Failure::Unreachable(e)) => Err(ReadError::NoServer(e)),
             Err(Failure::Unknown(e)) => Err(ReadError::Rpc(e)),

@@ -9,6 +9,7 @@
 //! * [`local::LocalSync`] — the agent's own services and checks, synced into the catalog.
 //! * [`rpc`] — every message between processes, served by [`rpc::dispatch`], and openraft's
 //!   network over any [`rpc::Wire`]; [`client::Forwarder`] — a client agent's [`api::Api`].
+//! * [`federation`] — the routes to other datacenters' servers.
 //! * [`storage`] — opening a server's log and snapshots on a disk; [`join`] — bootstrap.
 //!
 //! All of these are generic over openraft's `AsyncRuntime` and the wire, so the simulator runs
@@ -22,6 +23,7 @@ pub mod checks;
 pub mod client;
 pub mod clock;
 pub mod disk;
+pub mod federation;
 pub mod gossip;
 pub mod join;
 pub mod local;

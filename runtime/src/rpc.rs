@@ -25,7 +25,11 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotRespon
 use openraft::{AnyError, AsyncRuntime, OptionalSend, Snapshot};
 use serde::{Deserialize, Serialize};
 
-use crate::server::{QueryOptions, RaftStatus, Server, ServerRequest, ServerResponse, Transport};
+use crate::api::Api;
+use crate::federation::Remote;
+use crate::server::{
+    QueryOptions, RaftStatus, ReadError, Server, ServerRequest, ServerResponse, Transport, WriteError,
+};
 
 /// A call a client makes to a server's API: what the HTTP handlers of an agent do, locally
 /// on a server agent, over the wire on a client agent.
@@ -44,6 +48,34 @@ pub enum ClientCall {
     RemoveServer {
         id: NodeId,
     },
+    /// The datacenters the server knows: its own, then the others nearest first.
+    Datacenters,
+    /// `call`, served in datacenter `dc`: a client agent asks its own server, which forwards
+    /// `call` to a server of `dc` (see [`crate::federation`]). Never nested.
+    Forward {
+        dc: String,
+        call: Box<ClientCall>,
+    },
+}
+
+impl ClientCall {
+    /// Whether the call only reads: answering it twice does no harm.
+    pub fn is_read(&self) -> bool {
+        match self {
+            ClientCall::Read { .. } | ClientCall::Status | ClientCall::Datacenters => true,
+            ClientCall::Forward { call, .. } => call.is_read(),
+            _ => false,
+        }
+    }
+
+    /// What the caller sees when the call cannot be served: a failed read or a failed write.
+    pub fn failed(&self, read: ReadError, write: WriteError) -> ServerResponse {
+        if self.is_read() {
+            ServerResponse::ReadFailed(read)
+        } else {
+            ServerResponse::WriteFailed(write)
+        }
+    }
 }
 
 /// Who a server is, and whether it already belongs to a cluster: the answer to
@@ -270,11 +302,13 @@ impl<W: Wire> Transport for RpcTransport<W> {
 }
 
 /// Serves one [`Rpc`] on `server`, which bootstraps once it has seen `bootstrap_expect`
-/// servers (what it answers a [`Rpc::Hello`] with).
-pub async fn dispatch<Rt: AsyncRuntime, T: Transport>(
+/// servers (what it answers a [`Rpc::Hello`] with) and forwards calls for other datacenters
+/// through `remote`.
+pub async fn dispatch<Rt: AsyncRuntime, T: Transport, R: Remote>(
     server: &Server<Rt, T>,
     rpc: Rpc<TypeConfig<Rt>>,
     bootstrap_expect: u32,
+    remote: &R,
 ) -> RpcReply<TypeConfig<Rt>> {
     let raft = server.raft();
     match rpc {
@@ -292,7 +326,22 @@ pub async fn dispatch<Rt: AsyncRuntime, T: Transport>(
             RpcReply::Snapshot(raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
         }
         Rpc::Server(request) => RpcReply::Server(server.handle(request).await),
-        Rpc::Client(call) => RpcReply::Client(client_call(server, call).await),
+        Rpc::Client(ClientCall::Forward { dc, call }) => {
+            let own = &server.config().node.datacenter;
+            RpcReply::Client(if matches!(*call, ClientCall::Forward { .. }) {
+                let e = "a forwarded call cannot be forwarded again";
+                call.failed(ReadError::Internal(e.into()), WriteError::Internal(e.into()))
+            } else if dc.eq_ignore_ascii_case(own) {
+                serve_call(server, *call).await
+            } else {
+                remote.serve(&dc, *call).await
+            })
+        }
+        Rpc::Client(ClientCall::Datacenters) => {
+            let own = server.config().node.datacenter.clone();
+            RpcReply::Client(ServerResponse::Datacenters(std::iter::once(own).chain(remote.datacenters()).collect()))
+        }
+        Rpc::Client(call) => RpcReply::Client(serve_call(server, call).await),
         Rpc::Hello(caller) => {
             tracing::debug!(caller = %caller.node, initialized = caller.initialized, "hello");
             RpcReply::Hello(Box::new(ServerInfo::of(server, bootstrap_expect)))
@@ -300,29 +349,37 @@ pub async fn dispatch<Rt: AsyncRuntime, T: Transport>(
     }
 }
 
-/// A client's call, served exactly as a server agent's HTTP handlers serve it.
-pub async fn client_call<Rt: AsyncRuntime, T: Transport>(server: &Server<Rt, T>, call: ClientCall) -> ServerResponse {
+/// A client's call, served by `api` — a server, exactly as a server agent's HTTP handlers
+/// are, or the forwarder to another datacenter's servers.
+pub async fn serve_call<A: Api>(api: &A, call: ClientCall) -> ServerResponse {
     match call {
-        ClientCall::Write(command) => match server.write(command).await {
+        ClientCall::Write(command) => match api.write(command).await {
             Ok(r) => ServerResponse::Written(r),
             Err(e) => ServerResponse::WriteFailed(e),
         },
-        ClientCall::Read { opts, query } => match server.read(&opts, query).await {
+        ClientCall::Read { opts, query } => match api.read(&opts, query).await {
             Ok(r) => ServerResponse::Read(r),
             Err(e) => ServerResponse::ReadFailed(e),
         },
-        ClientCall::CreateSession(session) => match server.create_session(session).await {
+        ClientCall::CreateSession(session) => match api.create_session(session).await {
             Ok(r) => ServerResponse::SessionCreated(r),
             Err(e) => ServerResponse::WriteFailed(e),
         },
-        ClientCall::RenewSession(id) => match server.renew_session(&id).await {
+        ClientCall::RenewSession(id) => match api.renew_session(&id).await {
             Ok(r) => ServerResponse::SessionRenewed(r),
             Err(e) => ServerResponse::WriteFailed(e),
         },
-        ClientCall::Status => ServerResponse::Status(server.status()),
-        ClientCall::RemoveServer { id } => match server.remove_server(id).await {
+        ClientCall::Status => match api.status().await {
+            Ok(status) => ServerResponse::Status(status),
+            Err(e) => ServerResponse::ReadFailed(e),
+        },
+        ClientCall::RemoveServer { id } => match api.remove_server(id).await {
             Ok(()) => ServerResponse::MembershipChanged,
             Err(e) => ServerResponse::WriteFailed(e),
         },
+        call @ (ClientCall::Forward { .. } | ClientCall::Datacenters) => {
+            let e = "a call for a server's own dispatch reached an API";
+            call.failed(ReadError::Internal(e.into()), WriteError::Internal(e.into()))
+        }
     }
 }

@@ -116,6 +116,9 @@ pub enum WriteError {
     /// the entry was appended).
     #[error("rpc error: {0}")]
     Unknown(String),
+    /// The request names a datacenter no known server belongs to.
+    #[error("No path to datacenter")]
+    NoPath,
     #[error("{0}")]
     Internal(String),
 }
@@ -130,6 +133,9 @@ pub enum ReadError {
     NoServer(String),
     #[error("rpc error: {0}")]
     Rpc(String),
+    /// The request names a datacenter no known server belongs to.
+    #[error("No path to datacenter")]
+    NoPath,
     #[error("{0}")]
     Internal(String),
 }
@@ -163,6 +169,8 @@ pub enum ServerResponse {
     SessionRenewed(Option<Session>),
     Read(QueryResult<QueryValue>),
     Status(RaftStatus),
+    /// Every datacenter the server knows, its own first, then nearest first.
+    Datacenters(Vec<String>),
     MembershipChanged,
     /// The receiver does not lead (any more); nothing was done.
     NotLeader,
@@ -564,6 +572,7 @@ impl<Rt: AsyncRuntime, T: Transport> Server<Rt, T> {
             Err(WriteError::NoLeader) => Err(ReadError::NoLeader),
             Err(WriteError::Unknown(e)) => Err(ReadError::Rpc(e)),
             Err(WriteError::NoServer(e)) => Err(ReadError::NoServer(e)),
+            Err(WriteError::NoPath) => Err(ReadError::NoPath),
             Err(WriteError::Internal(e)) => Err(ReadError::Internal(e)),
         }
     }

@@ -8,8 +8,9 @@
 //! # Connections
 //! The caller opens a connection and sends a [`Handshake`] (id 0): protocol name and version
 //! and its datacenter. The listener answers with a [`HandshakeReply`] and closes the
-//! connection if anything differs: a peer of another datacenter, another program, or garbage
-//! never reaches a handler, and the rejection is logged. After the handshake the connection
+//! connection if the protocol differs: another program or garbage never reaches a handler, and
+//! the rejection is logged. A server of another datacenter is accepted for client calls only
+//! (a federated request); anything else it sends closes the connection. After the handshake the connection
 //! multiplexes calls: requests carry ids, answers come back with the same id in any order, so
 //! a slow call never holds up the others.
 //!
@@ -36,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::rpc::{Rpc, RpcReply, Wire, WireError};
+use crate::rpc::{ClientCall, Rpc, RpcReply, Wire, WireError};
 
 /// The largest frame either side accepts (a full snapshot travels in one frame).
 pub const FRAME_MAX_BYTES: usize = 256 * 1024 * 1024;
@@ -70,7 +71,8 @@ impl Handshake {
         Handshake { protocol: PROTOCOL.into(), version: PROTOCOL_VERSION, datacenter: datacenter.into() }
     }
 
-    /// Why a listener with `ours` refuses this handshake, if it does.
+    /// Why a listener with `ours` refuses this handshake, if it does. A peer of another
+    /// datacenter is accepted, but only for client calls (see [`foreign_refusal`]).
     pub fn refusal(&self, ours: &Handshake) -> Option<String> {
         if self.protocol != ours.protocol {
             return Some(format!("not a Legate peer (protocol {:?})", self.protocol));
@@ -78,13 +80,24 @@ impl Handshake {
         if self.version != ours.version {
             return Some(format!("protocol version {} is not ours ({})", self.version, ours.version));
         }
-        if self.datacenter != ours.datacenter {
-            return Some(format!(
-                "peer is in datacenter {:?}, this server is in {:?}",
-                self.datacenter, ours.datacenter
-            ));
-        }
         None
+    }
+}
+
+/// Why a request from a server of another datacenter is refused, if it is: such a peer may
+/// only make client calls (a request for this datacenter). Raft, forwarding within the cluster,
+/// bootstrap discovery and calls to be forwarded again are for this datacenter's own servers.
+pub fn foreign_refusal<C: openraft::RaftTypeConfig>(rpc: &Rpc<C>, theirs: &Handshake) -> Option<String> {
+    match rpc {
+        Rpc::Client(ClientCall::Forward { .. }) => {
+            Some(format!("a server of datacenter {:?} may not have calls forwarded again", theirs.datacenter))
+        }
+        Rpc::Client(_) => None,
+        other => Some(format!(
+            "a peer of datacenter {:?} may only make client calls, not {}",
+            theirs.datacenter,
+            other.kind()
+        )),
     }
 }
 
@@ -392,6 +405,11 @@ where
             Ok(rpc) => rpc,
             Err(e) => break Err(invalid(format!("undecodable request from {peer}: {e}"))),
         };
+        if theirs.datacenter != ours.datacenter {
+            if let Some(why) = foreign_refusal(&rpc, &theirs) {
+                break Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+            }
+        }
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break Ok(());
         };

@@ -13,52 +13,42 @@ use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
 use super::views::{CatalogServiceEntry, NodeServiceList, NodeServices};
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
+use crate::backend::Backend;
 use crate::defs::{CheckDef, CheckPolicy, ServiceDef};
 
 /// This agent's datacenter first, then every other datacenter with a live server in the WAN
-/// pool, by name (Consul orders by round-trip time; we have no network coordinates yet).
-/// Works without a leader: it is this server's own knowledge. A client agent has no WAN pool
-/// and answers its own datacenter.
+/// pool, nearest first (by the round-trip time of gossip probes to its servers). Works without
+/// a leader: it is a server's own knowledge (a client agent asks its servers).
 pub async fn datacenters(State(state): State<Shared>, params: Params) -> HttpResult {
-    let own = state.config.datacenter.clone();
-    let mut others = std::collections::BTreeSet::new();
-    if let Some(wan) = &state.pools.wan {
-        for m in wan.members().iter().filter(|m| m.is_live()) {
-            if let Some(dc) = m.tags.get(crate::gossip::TAG_DC).filter(|dc| **dc != own) {
-                others.insert(dc.clone());
-            }
-        }
-    }
-    let list: Vec<String> = std::iter::once(own).chain(others).collect();
-    reply::ok(&params, &list)
+    reply::ok(&params, &state.routes.datacenters().await?)
 }
 
 pub async fn nodes(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = read(&state, &opts, Query::Nodes { filter }, pick!(Nodes)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::Nodes { filter }, pick!(Nodes)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn services(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = read(&state, &opts, Query::Services { filter }, pick!(Services)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::Services { filter }, pick!(Services)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = read(&state, &opts, Query::ServiceNodes { name, filter }, pick!(ServiceNodes)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::ServiceNodes { name, filter }, pick!(ServiceNodes)).await?;
     let body: Vec<CatalogServiceEntry> = result.answer.value.iter().map(CatalogServiceEntry::from).collect();
     reply::read(&params, &result, &body)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
     match &result.answer.value {
         None => reply::read(&params, &result, &serde_json::Value::Null),
         Some((n, services)) => {
@@ -70,7 +60,7 @@ pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<
 
 pub async fn node_services(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::NodeServices { node }, pick!(NodeServices)).await?;
     match &result.answer.value {
         None => reply::read(&params, &result, &serde_json::Value::Null),
         Some((n, services)) => reply::read(&params, &result, &NodeServiceList { node: n, services }),
@@ -99,7 +89,17 @@ struct RegisterBody {
     skipnodeupdate: bool,
 }
 
-pub async fn register(State(state): State<Shared>, body: Bytes) -> HttpResult {
+/// The datacenter a catalog write is for: the body's `Datacenter`, else `?dc=`, else ours.
+fn write_target(state: &Shared, params: &Params, body_dc: &str) -> Result<(Backend, String), HttpError> {
+    let dc = Some(body_dc).filter(|dc| !dc.is_empty()).or(params.get("dc"));
+    let name = match dc {
+        Some(dc) if !state.routes.is_local(Some(dc)) => dc.to_string(),
+        _ => state.config.datacenter.clone(),
+    };
+    Ok((state.routes.backend(dc)?, name))
+}
+
+pub async fn register(State(state): State<Shared>, params: Params, body: Bytes) -> HttpResult {
     let body: RegisterBody = json::decode(&body)?;
     if body.node.is_empty() {
         return Err(HttpError::bad_request("Must provide node"));
@@ -107,9 +107,7 @@ pub async fn register(State(state): State<Shared>, body: Bytes) -> HttpResult {
     if body.address.is_empty() && !body.skipnodeupdate {
         return Err(HttpError::bad_request("Must provide address if SkipNodeUpdate is not set"));
     }
-    if !body.datacenter.is_empty() && !body.datacenter.eq_ignore_ascii_case(&state.config.datacenter) {
-        return Err(HttpError::internal("No path to datacenter"));
-    }
+    let (api, datacenter) = write_target(&state, &params, &body.datacenter)?;
     let service = match body.service {
         None => None,
         Some(def) => {
@@ -138,14 +136,14 @@ pub async fn register(State(state): State<Shared>, body: Bytes) -> HttpResult {
         id: body.id,
         node: body.node,
         address: body.address,
-        datacenter: state.config.datacenter.clone(),
+        datacenter,
         tagged_addresses: body.taggedaddresses,
         meta: body.nodemeta,
         create_index: 0,
         modify_index: 0,
     };
     let reg = Registration { node, skip_node_update: body.skipnodeupdate, service, checks };
-    write(&state, Command::Register(Box::new(reg))).await
+    write(&api, Command::Register(Box::new(reg))).await
 }
 
 #[derive(Deserialize, Default)]
@@ -159,24 +157,22 @@ struct DeregisterBody {
     datacenter: String,
 }
 
-pub async fn deregister(State(state): State<Shared>, body: Bytes) -> HttpResult {
+pub async fn deregister(State(state): State<Shared>, params: Params, body: Bytes) -> HttpResult {
     let body: DeregisterBody = json::decode(&body)?;
     if body.node.is_empty() {
         return Err(HttpError::bad_request("Must provide node"));
     }
-    if !body.datacenter.is_empty() && !body.datacenter.eq_ignore_ascii_case(&state.config.datacenter) {
-        return Err(HttpError::internal("No path to datacenter"));
-    }
+    let (api, _) = write_target(&state, &params, &body.datacenter)?;
     let dereg = Deregistration {
         node: body.node,
         service_id: body.serviceid.filter(|s| !s.is_empty()),
         check_id: body.checkid.filter(|s| !s.is_empty()),
     };
-    write(&state, Command::Deregister(dereg)).await
+    write(&api, Command::Deregister(dereg)).await
 }
 
-async fn write(state: &Shared, command: Command) -> HttpResult {
-    match state.api.write(command).await? {
+async fn write(api: &Backend, command: Command) -> HttpResult {
+    match api.write(command).await? {
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         _ => Ok(reply::boolean(true)),
     }

@@ -58,6 +58,9 @@ pub async fn fire(State(state): State<Shared>, params: Params, Path(name): Path<
     if name.is_empty() {
         return Err(HttpError::bad_request("Missing name"));
     }
+    if !state.routes.is_local(params.get("dc")) {
+        return Err(HttpError::internal("user events cannot be fired in another datacenter yet"));
+    }
     let filters = EventFilters {
         node: params.get("node").unwrap_or_default().to_string(),
         service: params.get("service").unwrap_or_default().to_string(),

@@ -8,14 +8,19 @@ use legate_core::catalog::Query;
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
 use super::views::HealthEntry;
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
 
 pub async fn service(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
     let passing = params.bool("passing")?;
-    let result =
-        read(&state, &opts, Query::ServiceHealth { name, filter, passing_only: passing }, pick!(ServiceHealth)).await?;
+    let result = read(
+        &api(&state, &params)?,
+        &opts,
+        Query::ServiceHealth { name, filter, passing_only: passing },
+        pick!(ServiceHealth),
+    )
+    .await?;
     let body: Vec<HealthEntry> = result.answer.value.iter().map(HealthEntry::from).collect();
     reply::read(&params, &result, &body)
 }
@@ -23,13 +28,13 @@ pub async fn service(State(state): State<Shared>, params: Params, Path(name): Pa
 pub async fn checks(State(state): State<Shared>, params: Params, Path(name): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = read(&state, &opts, Query::ServiceChecks { name, filter }, pick!(Checks)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::ServiceChecks { name, filter }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::NodeChecks { node }, pick!(Checks)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::NodeChecks { node }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
@@ -40,6 +45,7 @@ pub async fn state(State(state): State<Shared>, params: Params, Path(which): Pat
     };
     let opts = params.query_options()?;
     let filter = params.filter()?;
-    let result = read(&state, &opts, Query::ChecksInState { state: wanted, filter }, pick!(Checks)).await?;
+    let result =
+        read(&api(&state, &params)?, &opts, Query::ChecksInState { state: wanted, filter }, pick!(Checks)).await?;
     reply::read(&params, &result, &result.answer.value)
 }

@@ -13,7 +13,7 @@ use legate_runtime::api::Api as _;
 
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
 
 /// The key of the request path; overlong keys are the client's error.
 fn key_of(path: Option<Path<String>>) -> Result<String, HttpError> {
@@ -33,14 +33,15 @@ pub async fn get(State(state): State<Shared>, params: Params, path: Option<Path<
     let opts = params.query_options()?;
     if params.has("keys") {
         let separator = params.get("separator").map(str::to_string);
-        let result = read(&state, &opts, Query::KvKeys { prefix: key.clone(), separator }, pick!(Keys)).await?;
+        let result =
+            read(&api(&state, &params)?, &opts, Query::KvKeys { prefix: key.clone(), separator }, pick!(Keys)).await?;
         if result.answer.value.is_empty() && !key.is_empty() {
             return Ok(reply::not_found(&result));
         }
         return reply::read(&params, &result, &result.answer.value);
     }
     if params.has("recurse") {
-        let result = read(&state, &opts, Query::KvList { prefix: key.clone() }, pick!(KvList)).await?;
+        let result = read(&api(&state, &params)?, &opts, Query::KvList { prefix: key.clone() }, pick!(KvList)).await?;
         if result.answer.value.is_empty() {
             return Ok(reply::not_found(&result));
         }
@@ -49,7 +50,7 @@ pub async fn get(State(state): State<Shared>, params: Params, path: Option<Path<
     if key.is_empty() {
         return Err(HttpError::bad_request("Missing key name"));
     }
-    let result = read(&state, &opts, Query::KvGet { key: key.clone() }, pick!(Kv)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::KvGet { key: key.clone() }, pick!(Kv)).await?;
     let Some(entry) = &result.answer.value else {
         return Ok(reply::not_found(&result));
     };
@@ -98,7 +99,7 @@ pub async fn put(
         op.verb = KvVerb::Unlock;
         op.session = params.get("release").unwrap_or_default().to_string();
     }
-    apply(&state, op).await
+    apply(&state, &params, op).await
 }
 
 pub async fn delete(State(state): State<Shared>, params: Params, path: Option<Path<String>>) -> HttpResult {
@@ -115,11 +116,11 @@ pub async fn delete(State(state): State<Shared>, params: Params, path: Option<Pa
         op.verb = KvVerb::DeleteCas;
         op.index = params.u64("cas", "cas index")?.unwrap_or(0);
     }
-    apply(&state, op).await
+    apply(&state, &params, op).await
 }
 
-async fn apply(state: &Shared, op: KvOp) -> HttpResult {
-    match state.api.write(Command::Kv(op)).await? {
+async fn apply(state: &Shared, params: &Params, op: KvOp) -> HttpResult {
+    match api(state, params)?.write(Command::Kv(op)).await? {
         Response::Bool(b) => Ok(reply::boolean(b)),
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         other => Err(HttpError::internal(format!("unexpected answer {other:?}"))),

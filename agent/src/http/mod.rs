@@ -24,7 +24,7 @@ mod views;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
@@ -39,13 +39,15 @@ use tower::ServiceExt as _;
 pub use error::HttpError;
 use params::Params;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Routes};
 use crate::config::AgentConfig;
 
 /// What every handler can reach.
 pub struct AppState {
     /// The replicated state: this agent's server, or the servers a client agent forwards to.
     pub api: Backend,
+    /// The backends of every datacenter (`?dc=`).
+    pub routes: Routes,
     pub local: AgentLocal,
     pub config: Arc<AgentConfig>,
     /// Notified by `PUT /v1/agent/leave`: the agent shuts down.
@@ -65,14 +67,19 @@ pub type AgentLocal = legate_runtime::local::LocalSync<legate_runtime::boot::Tok
 
 pub type Shared = Arc<AppState>;
 
-/// A replicated read through the server; `pick` takes the answer's expected variant.
+/// The backend of the request's datacenter (`?dc=`; this one without it).
+pub(crate) fn api(state: &Shared, params: &Params) -> Result<Backend, HttpError> {
+    Ok(state.routes.backend(params.get("dc"))?)
+}
+
+/// A replicated read through `api`; `pick` takes the answer's expected variant.
 pub(crate) async fn read<T>(
-    state: &Shared,
+    api: &Backend,
     opts: &QueryOptions,
     query: Query,
     pick: fn(QueryValue) -> Option<T>,
 ) -> Result<QueryResult<T>, HttpError> {
-    let result = state.api.read(opts, query).await?;
+    let result = api.read(opts, query).await?;
     let QueryResult { answer, known_leader, last_contact_ms, consistency } = result;
     let index = answer.index;
     let watch = answer.watch;
@@ -165,7 +172,7 @@ pub fn router(state: Shared) -> Router {
         .route("/agent/check/update/{*id}", put(agent::check_update).post(agent::check_update))
         .route("/agent/health/service/name/{name}", get(agent::health_by_name))
         .route("/agent/health/service/id/{*id}", get(agent::health_by_id))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), scope));
+        .layer(axum::middleware::from_fn(scope));
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)
@@ -174,10 +181,10 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Rejects other namespaces, partitions and datacenters before any handler runs.
-async fn scope(State(state): State<Shared>, request: Request, next: Next) -> Response {
+/// Rejects other namespaces and partitions before any handler runs (`dc` is each handler's).
+async fn scope(request: Request, next: Next) -> Response {
     let params = Params::from_uri(request.uri());
-    match params::check_scope(&params, request.headers(), &state.config.datacenter) {
+    match params::check_scope(&params, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

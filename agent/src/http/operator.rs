@@ -8,12 +8,12 @@ use serde_json::json;
 
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
-use super::{reply, Shared};
+use super::{api, reply, Shared};
 
 /// `GET /v1/operator/raft/configuration`: Consul's shape. `ID` is the Raft id (derived from
 /// the server's node ID).
 pub async fn configuration(State(state): State<Shared>, params: Params) -> HttpResult {
-    let status = state.api.status().await?;
+    let status = api(&state, &params)?.status().await?;
     let servers: Vec<_> = status
         .servers
         .iter()
@@ -35,7 +35,7 @@ pub async fn configuration(State(state): State<Shared>, params: Params) -> HttpR
 /// `DELETE /v1/operator/raft/peer?id=…` or `?address=host:port`: removes a server from the
 /// Raft configuration. `id` is the Raft id or the server's node ID (a UUID).
 pub async fn remove_peer(State(state): State<Shared>, params: Params) -> HttpResult {
-    let status = state.api.status().await?;
+    let status = api(&state, &params)?.status().await?;
     let target = match (params.get("id"), params.get("address")) {
         (Some(id), None) if !id.is_empty() => {
             let raft_id = id.parse::<u64>().ok().or_else(|| legate_runtime::boot::raft_id_of(id).ok());
@@ -51,6 +51,6 @@ pub async fn remove_peer(State(state): State<Shared>, params: Params) -> HttpRes
     let Some(target) = target else {
         return Err(HttpError::new(StatusCode::NOT_FOUND, "address/id not found in the Raft configuration"));
     };
-    state.api.remove_server(target.id).await?;
+    api(&state, &params)?.remove_server(target.id).await?;
     Ok(StatusCode::OK.into_response())
 }

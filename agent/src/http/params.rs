@@ -103,8 +103,8 @@ impl Params {
 }
 
 /// Rejects requests for namespaces or partitions other than the default (enterprise
-/// features), and for other datacenters (federation comes later).
-pub fn check_scope(params: &Params, headers: &HeaderMap, datacenter: &str) -> Result<(), HttpError> {
+/// features).
+pub fn check_scope(params: &Params, headers: &HeaderMap) -> Result<(), HttpError> {
     let header_ns = headers.get("X-Consul-Namespace").and_then(|v| v.to_str().ok());
     for ns in params.get("ns").into_iter().chain(header_ns) {
         if !ns.is_empty() && ns != "default" {
@@ -119,11 +119,6 @@ pub fn check_scope(params: &Params, headers: &HeaderMap, datacenter: &str) -> Re
             return Err(HttpError::bad_request(
                 "Invalid query parameter: \"partition\" - Partitions are a Consul Enterprise feature",
             ));
-        }
-    }
-    if let Some(dc) = params.get("dc") {
-        if !dc.is_empty() && !dc.eq_ignore_ascii_case(datacenter) {
-            return Err(HttpError::internal("No path to datacenter"));
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ use legate_runtime::api::Api as _;
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -134,19 +134,19 @@ pub async fn create(State(state): State<Shared>, params: Params, body: Bytes) ->
         create_index: 0,
         modify_index: 0,
     };
-    match state.api.create_session(session).await? {
+    match api(&state, &params)?.create_session(session).await? {
         Ok(s) => reply::ok(&params, &serde_json::json!({ "ID": s.id })),
         Err(e) => Err(HttpError::internal(e.to_string())),
     }
 }
 
-pub async fn destroy(State(state): State<Shared>, Path(id): Path<String>) -> HttpResult {
-    state.api.write(Command::SessionDestroy { id }).await?;
+pub async fn destroy(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
+    api(&state, &params)?.write(Command::SessionDestroy { id }).await?;
     Ok(reply::boolean(true))
 }
 
 pub async fn renew(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
-    match state.api.renew_session(&id).await? {
+    match api(&state, &params)?.renew_session(&id).await? {
         Some(session) => reply::ok(&params, &[session]),
         None => Err(HttpError::new(StatusCode::NOT_FOUND, format!("Session id '{id}' not found"))),
     }
@@ -154,19 +154,19 @@ pub async fn renew(State(state): State<Shared>, params: Params, Path(id): Path<S
 
 pub async fn info(State(state): State<Shared>, params: Params, Path(id): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::SessionInfo { id }, pick!(Session)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::SessionInfo { id }, pick!(Session)).await?;
     let body: Vec<&Session> = result.answer.value.iter().collect();
     reply::read(&params, &result, &body)
 }
 
 pub async fn node(State(state): State<Shared>, params: Params, Path(node): Path<String>) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::NodeSessions { node }, pick!(Sessions)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::NodeSessions { node }, pick!(Sessions)).await?;
     reply::read(&params, &result, &result.answer.value)
 }
 
 pub async fn list(State(state): State<Shared>, params: Params) -> HttpResult {
     let opts = params.query_options()?;
-    let result = read(&state, &opts, Query::SessionList, pick!(Sessions)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::SessionList, pick!(Sessions)).await?;
     reply::read(&params, &result, &result.answer.value)
 }

@@ -10,7 +10,7 @@ use legate_runtime::Consistency;
 
 use super::error::{HttpError, HttpResult};
 use super::params::Params;
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
 
 /// The largest archive a restore accepts: it travels as one Raft entry.
 pub const RESTORE_MAX_BYTES: usize = legate_core::limits::LOG_RECORD_MAX_BYTES as usize - 64 * 1024;
@@ -23,7 +23,7 @@ pub async fn save(State(state): State<Shared>, params: Params) -> HttpResult {
     if opts.consistency == Consistency::Default {
         opts.consistency = Consistency::Consistent;
     }
-    let result = read(&state, &opts, Query::Snapshot, pick!(Snapshot)).await?;
+    let result = read(&api(&state, &params)?, &opts, Query::Snapshot, pick!(Snapshot)).await?;
     let archive = result.answer.value.to_archive().map_err(HttpError::internal)?;
     let response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], archive).into_response();
     Ok(reply::with_meta(response, &result))
@@ -31,7 +31,7 @@ pub async fn save(State(state): State<Shared>, params: Params) -> HttpResult {
 
 /// `PUT /v1/snapshot`: replaces the whole state with an archive's (checked before anything
 /// is written). Blocking queries all answer afterwards.
-pub async fn restore(State(state): State<Shared>, body: Bytes) -> HttpResult {
+pub async fn restore(State(state): State<Shared>, params: Params, body: Bytes) -> HttpResult {
     if body.len() > RESTORE_MAX_BYTES {
         return Err(HttpError::too_large(format!(
             "snapshot of {} bytes exceeds the restore limit of {RESTORE_MAX_BYTES} bytes",
@@ -40,7 +40,7 @@ pub async fn restore(State(state): State<Shared>, body: Bytes) -> HttpResult {
     }
     let snapshot =
         CatalogSnapshot::from_archive(&body).map_err(|e| HttpError::bad_request(format!("Invalid snapshot: {e}")))?;
-    match state.api.write(Command::Restore(Box::new(snapshot))).await? {
+    match api(&state, &params)?.write(Command::Restore(Box::new(snapshot))).await? {
         Response::Error(e) => Err(HttpError::bad_request(format!("Invalid snapshot: {e}"))),
         _ => Ok(StatusCode::OK.into_response()),
     }

@@ -5,14 +5,14 @@ use legate_runtime::api::Api as _;
 
 use super::error::HttpResult;
 use super::params::Params;
-use super::{reply, Shared};
+use super::{api, reply, Shared};
 
 pub async fn leader(State(state): State<Shared>, params: Params) -> HttpResult {
-    let status = state.api.status().await?;
+    let status = api(&state, &params)?.status().await?;
     let addr = status.leader_node().map(|n| n.rpc_addr.clone()).unwrap_or_default();
     reply::ok(&params, &addr)
 }
 
 pub async fn peers(State(state): State<Shared>, params: Params) -> HttpResult {
-    reply::ok(&params, &state.api.status().await?.peers())
+    reply::ok(&params, &api(&state, &params)?.status().await?.peers())
 }

@@ -14,7 +14,7 @@ use legate_runtime::api::Api as _;
 use super::error::{HttpError, HttpResult};
 use super::json::{self, lenient};
 use super::params::Params;
-use super::{pick, read, reply, Shared};
+use super::{api, pick, read, reply, Shared};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -123,11 +123,11 @@ pub async fn txn(State(state): State<Shared>, params: Params, headers: HeaderMap
     if !writes {
         let mut opts = params.query_options()?;
         opts.min_index = 0;
-        let result = read(&state, &opts, Query::ReadTxn { ops }, pick!(Txn)).await?;
+        let result = read(&api(&state, &params)?, &opts, Query::ReadTxn { ops }, pick!(Txn)).await?;
         let response = render(&params, &result.answer.value)?;
         return Ok(reply::with_meta(response, &result));
     }
-    match state.api.write(Command::Txn(ops)).await? {
+    match api(&state, &params)?.write(Command::Txn(ops)).await? {
         Response::Txn(outcome) => render(&params, &outcome),
         Response::Error(e) => Err(HttpError::internal(e.to_string())),
         other => Err(HttpError::internal(format!("unexpected answer {other:?}"))),

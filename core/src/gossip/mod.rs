@@ -134,6 +134,8 @@ struct Probe {
     timeout_ms: u64,
     /// When the target becomes suspect (if no ack by then).
     deadline_ms: u64,
+    /// When the ping went out: a direct ack measures the round-trip time.
+    sent_ms: u64,
     indirect_sent: bool,
     expected_nacks: u32,
     nacks: u32,
@@ -179,6 +181,8 @@ pub struct Gossip {
     seen_events: SeenIds,
     /// Serf's event Lamport clock: the time the next event fired here gets.
     event_clock: u64,
+    /// Smoothed round-trip time to each member answering direct pings (ms).
+    rtt_ms: BTreeMap<String, u64>,
 }
 
 impl Gossip {
@@ -231,6 +235,7 @@ impl Gossip {
             stats: Stats::default(),
             seen_events: SeenIds::default(),
             event_clock: 0,
+            rtt_ms: BTreeMap::new(),
         };
         g.outputs.push_back(Output::Event(Event::Joined(me.clone())));
         g.members.insert(name.to_string(), me);
@@ -253,6 +258,12 @@ impl Gossip {
     /// Every member known, this one included, by name.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
+    }
+
+    /// The smoothed round-trip time of direct probes to each member that answered one (ms),
+    /// the estimate of distance behind "nearest first" (Consul uses network coordinates).
+    pub fn rtt_ms(&self) -> &BTreeMap<String, u64> {
+        &self.rtt_ms
     }
 
     pub fn member(&self, name: &str) -> Option<&Member> {
@@ -516,6 +527,7 @@ impl Gossip {
             target,
             timeout_ms: now_ms + self.awareness.scale(self.config.probe_timeout_ms),
             deadline_ms: now_ms + self.awareness.scale(self.config.probe_interval_ms),
+            sent_ms: now_ms,
             indirect_sent: false,
             expected_nacks: 0,
             nacks: 0,
@@ -595,9 +607,16 @@ impl Gossip {
         }
     }
 
-    fn on_ack(&mut self, _now_ms: u64, seq: u32) {
+    fn on_ack(&mut self, now_ms: u64, seq: u32) {
         if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
             let p = self.probe.take().expect("checked");
+            if !p.indirect_sent {
+                // Only a direct ack measures the path to the member; a relayed one may come
+                // back through another member. New samples weigh 1/8 (TCP's smoothing).
+                let sample = now_ms.saturating_sub(p.sent_ms);
+                let rtt = self.rtt_ms.entry(p.target.clone()).or_insert(sample);
+                *rtt = (*rtt * 7 + sample) / 8;
+            }
             if let Some(token) = p.stream_token {
                 self.streams.remove(&token);
             }
@@ -965,6 +984,7 @@ impl Gossip {
             .map(|m| m.name.clone())
             .collect();
         for name in gone {
+            self.rtt_ms.remove(&name);
             if let Some(m) = self.members.remove(&name) {
                 self.broadcasts.remove(&name);
                 self.outputs.push_back(Output::Event(Event::Reaped(m)));

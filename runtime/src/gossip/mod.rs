@@ -155,6 +155,7 @@ pub struct Pool {
     members: watch::Receiver<Arc<Vec<Member>>>,
     events: broadcast::Sender<Event>,
     status: Arc<Mutex<PoolStatus>>,
+    rtt_ms: Arc<Mutex<BTreeMap<String, u64>>>,
     local_addr: SocketAddr,
     default_port: u16,
     name: String,
@@ -205,6 +206,7 @@ impl Pool {
         let (members_tx, members) = watch::channel(Arc::new(gossip.members().cloned().collect::<Vec<_>>()));
         let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);
         let status = Arc::new(Mutex::new(PoolStatus::default()));
+        let rtt_ms = Arc::new(Mutex::new(BTreeMap::new()));
         let crypt = Crypt(opts.keyring.map(|k| Arc::new(Mutex::new(k))));
         let stream_timeout = Duration::from_millis(config.stream_timeout_ms);
         let pool = Pool {
@@ -212,6 +214,7 @@ impl Pool {
             members,
             events: events.clone(),
             status: status.clone(),
+            rtt_ms: rtt_ms.clone(),
             local_addr,
             default_port: opts.default_port,
             name: opts.name.clone(),
@@ -227,6 +230,7 @@ impl Pool {
             members: members_tx,
             events,
             status,
+            rtt_ms,
             joins: Vec::new(),
             leave: None,
             crypt,
@@ -247,6 +251,11 @@ impl Pool {
     /// Every member known, this one included.
     pub fn members(&self) -> Arc<Vec<Member>> {
         self.members.borrow().clone()
+    }
+
+    /// The smoothed round-trip time of direct probes to each member that answered one (ms).
+    pub fn rtt_ms(&self) -> BTreeMap<String, u64> {
+        self.rtt_ms.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A receiver that sees every republished member list.
@@ -427,6 +436,7 @@ struct Driver {
     members: watch::Sender<Arc<Vec<Member>>>,
     events: broadcast::Sender<Event>,
     status: Arc<Mutex<PoolStatus>>,
+    rtt_ms: Arc<Mutex<BTreeMap<String, u64>>>,
     joins: Vec<PendingJoin>,
     leave: Option<oneshot::Sender<()>>,
     crypt: Crypt,
@@ -558,6 +568,8 @@ impl Driver {
         status.stats = self.gossip.stats();
         status.health_score = self.gossip.health_score();
         status.leaving = self.gossip.is_leaving();
+        drop(status);
+        *self.rtt_ms.lock().unwrap_or_else(|e| e.into_inner()) = self.gossip.rtt_ms().clone();
     }
 }
 

@@ -8,6 +8,7 @@ use legate_core::catalog::{Command, Node, Request};
 use legate_core::plant::Planted;
 use legate_core::raft::{CatalogStore, ServerNode};
 use legate_core::storage::{DiskLogStore, LogOptions};
+use legate_runtime::federation::NoRemote;
 use legate_runtime::rpc::{dispatch, RpcNetwork, RpcTransport};
 use legate_runtime::server::{Server, ServerConfig};
 use madsim::net::Endpoint;
@@ -118,7 +119,7 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
     let expect = spec.bootstrap_expect.unwrap_or(0);
     endpoint.add_rpc_handler(move |Envelope(rpc)| {
         let server = server.clone();
-        async move { ReplyEnvelope(dispatch(&server, rpc, expect).await) }
+        async move { ReplyEnvelope(dispatch(&server, rpc, expect, &NoRemote).await) }
     });
     futures::future::pending::<()>().await;
 }
