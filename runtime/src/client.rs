@@ -42,6 +42,8 @@ impl<W: Wire> Clone for Forwarder<W> {
 
 struct Inner<W: Wire> {
     wire: W,
+    /// The datacenter of the servers, when they are another datacenter's (for error texts).
+    remote: Option<String>,
     servers: Mutex<Vec<ServerNode>>,
     preferred: AtomicUsize,
 }
@@ -58,9 +60,16 @@ impl<W: Wire> Forwarder<W> {
     /// A forwarder to `servers` (their RPC addresses).
     pub fn new(wire: W, servers: Vec<ServerNode>) -> Self {
         Forwarder {
-            inner: Arc::new(Inner { wire, servers: Mutex::new(servers), preferred: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner { wire, remote: None, servers: Mutex::new(servers), preferred: AtomicUsize::new(0) }),
             dc: None,
         }
+    }
+
+    /// A forwarder to the servers of another datacenter, `dc` (a server's route there).
+    pub fn remote(wire: W, servers: Vec<ServerNode>, dc: &str) -> Self {
+        let inner =
+            Inner { wire, remote: Some(dc.to_string()), servers: Mutex::new(servers), preferred: AtomicUsize::new(0) };
+        Forwarder { inner: Arc::new(inner), dc: None }
     }
 
     /// The same servers, asked to serve every call in datacenter `dc` (they forward it to a
@@ -110,9 +119,10 @@ impl<W: Wire> Forwarder<W> {
         };
         let servers = self.servers();
         if servers.is_empty() {
-            return Err(Failure::Unreachable(
-                "No known Consul servers (join the cluster with -retry-join or `legate join`)".into(),
-            ));
+            return Err(Failure::Unreachable(match &self.inner.remote {
+                Some(dc) => format!("No known servers of datacenter {dc:?}"),
+                None => "No known Consul servers (join the cluster with -retry-join or `legate join`)".into(),
+            }));
         }
         let first = self.inner.preferred.load(Ordering::Relaxed);
         let mut errors = Vec::new();
@@ -136,7 +146,11 @@ impl<W: Wire> Forwarder<W> {
                 }
             }
         }
-        Err(Failure::Unreachable(errors.join("; ")))
+        let errors = errors.join("; ");
+        Err(Failure::Unreachable(match &self.inner.remote {
+            Some(dc) => format!("rpc error: no server of datacenter {dc:?} answered: {errors}"),
+            None => format!("No known Consul servers: {errors}"),
+        }))
     }
 
     async fn leader_call(&self, call: ClientCall) -> Result<ServerResponse, WriteError> {

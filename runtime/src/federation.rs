@@ -113,7 +113,7 @@ impl<W: Wire> Federation<W> {
                 }
                 None => {
                     tracing::info!(datacenter = %route.datacenter, "a route to a new datacenter");
-                    Forwarder::new(self.inner.wire.clone(), route.servers)
+                    Forwarder::remote(self.inner.wire.clone(), route.servers, &route.datacenter)
                 }
             };
             order.push(route.datacenter);

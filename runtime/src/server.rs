@@ -109,8 +109,8 @@ pub struct QueryResult<T> {
 pub enum WriteError {
     #[error("No cluster leader")]
     NoLeader,
-    /// A client agent reached no server (nothing was sent).
-    #[error("No known Consul servers: {0}")]
+    /// No server could be reached (nothing was sent); the text says which and why.
+    #[error("{0}")]
     NoServer(String),
     /// The request may or may not have been applied (a lost forward, a leader change after
     /// the entry was appended).
@@ -128,8 +128,8 @@ pub enum WriteError {
 pub enum ReadError {
     #[error("No cluster leader")]
     NoLeader,
-    /// A client agent reached no server.
-    #[error("No known Consul servers: {0}")]
+    /// No server could be reached; the text says which and why.
+    #[error("{0}")]
     NoServer(String),
     #[error("rpc error: {0}")]
     Rpc(String),

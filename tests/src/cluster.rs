@@ -19,8 +19,10 @@ pub struct Proc {
     pub name: String,
     pub http_port: u16,
     pub rpc_port: u16,
-    /// The LAN gossip port (UDP and TCP); the WAN port is the next free one we picked.
+    /// The LAN gossip port (UDP and TCP).
     pub lan_port: u16,
+    /// The WAN gossip port (servers).
+    pub wan_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
@@ -35,6 +37,7 @@ impl Proc {
             http_port: ports.http,
             rpc_port: ports.rpc,
             lan_port: ports.lan,
+            wan_port: ports.wan,
             data_dir: dir.join(name),
             log_path: dir.join(format!("{name}.log")),
             args,
@@ -89,6 +92,11 @@ impl Proc {
     /// The LAN gossip address, as `-retry-join` and `legate join` take it.
     pub fn lan_addr(&self) -> String {
         format!("127.0.0.1:{}", self.lan_port)
+    }
+
+    /// The WAN gossip address, as `legate join -wan` takes it.
+    pub fn wan_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.wan_port)
     }
 
     pub fn http_addr(&self) -> String {

@@ -111,7 +111,9 @@ async fn a_datacenter_whose_servers_are_all_down_fails_fast_with_the_reason() {
     let federation = Federation::new("dc1", wire.clone());
     federation.set_routes(vec![route("dc2", vec![wire.server("x", false), wire.server("y", false)])]);
     match federation.serve("dc2", read()).await {
-        ServerResponse::ReadFailed(ReadError::NoServer(why)) => assert!(why.contains("connection refused"), "{why}"),
+        ServerResponse::ReadFailed(ReadError::NoServer(why)) => {
+            assert!(why.contains("connection refused") && why.contains("datacenter \"dc2\""), "{why}")
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert!(wire.served().is_empty());
