@@ -323,3 +323,51 @@ pub fn display_status(m: &Member, pool: &Pool) -> MemberStatus {
     }
     m.status()
 }
+
+#[cfg(test)]
+mod tests {
+    use legate_core::gossip::MemberState;
+
+    use super::*;
+
+    fn server(name: &str, dc: &str, ip: u8, state: MemberState) -> Member {
+        let tags = [(TAG_ROLE, ROLE_SERVER), (TAG_DC, dc), (TAG_PORT, "8300")];
+        Member {
+            name: format!("{name}.{dc}"),
+            addr: SocketAddr::from(([10, 0, 0, ip], 8302)),
+            tags: tags.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            incarnation: 1,
+            state,
+            state_change_ms: 0,
+        }
+    }
+
+    #[test]
+    fn routes_go_to_the_nearest_datacenters_and_servers_first() {
+        let members = vec![
+            server("a", "dc1", 1, MemberState::Alive),
+            server("b", "dc2", 2, MemberState::Alive),
+            server("c", "dc2", 3, MemberState::Suspect),
+            server("d", "dc2", 4, MemberState::Dead),
+            server("e", "dc3", 5, MemberState::Alive),
+            server("f", "dc4", 6, MemberState::Alive),
+        ];
+        let rtt: BTreeMap<String, u64> =
+            [("b.dc2", 90), ("c.dc2", 30), ("e.dc3", 50)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let routes = routes_of(&members, &rtt, "DC1");
+        let summary: Vec<(&str, Vec<&str>)> = routes
+            .iter()
+            .map(|r| (r.datacenter.as_str(), r.servers.iter().map(|s| s.rpc_addr.as_str()).collect()))
+            .collect();
+        // dc3 (50 ms) before dc2 (median of 30 and 90 is 90 with two samples: the upper one),
+        // dc4 unmeasured last; the failed server is left out, the suspect kept and nearer first.
+        assert_eq!(
+            summary,
+            [
+                ("dc3", vec!["10.0.0.5:8300"]),
+                ("dc2", vec!["10.0.0.3:8300", "10.0.0.2:8300"]),
+                ("dc4", vec!["10.0.0.6:8300"])
+            ]
+        );
+    }
+}

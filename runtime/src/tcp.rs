@@ -431,3 +431,39 @@ where
     let _ = writer.await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use legate_core::catalog::Query;
+
+    use super::*;
+    use crate::boot::TokioTc;
+    use crate::server::QueryOptions;
+
+    #[test]
+    fn handshakes_of_other_datacenters_are_accepted_for_client_calls_only() {
+        let ours = Handshake::new("dc1");
+        let theirs = Handshake::new("dc2");
+        assert_eq!(theirs.refusal(&ours), None, "a server of dc2 may connect");
+        let other = Handshake { protocol: "http".into(), ..Handshake::new("dc1") };
+        assert!(other.refusal(&ours).is_some(), "another program may not");
+        let newer = Handshake { version: PROTOCOL_VERSION + 1, ..Handshake::new("dc1") };
+        assert!(newer.refusal(&ours).is_some(), "nor another protocol version");
+
+        let read = ClientCall::Read { opts: QueryOptions::default(), query: Query::SessionList };
+        let client: Rpc<TokioTc> = Rpc::Client(read.clone());
+        assert_eq!(foreign_refusal(&client, &theirs), None, "it may read and write in dc1");
+        let forward: Rpc<TokioTc> = Rpc::Client(ClientCall::Forward { dc: "dc3".into(), call: Box::new(read) });
+        assert!(foreign_refusal(&forward, &theirs).is_some(), "but not have its call forwarded again");
+        let hello: Rpc<TokioTc> = Rpc::Hello(Box::new(crate::rpc::ServerInfo {
+            raft_id: 7,
+            node: ServerNode { name: "s1".into(), rpc_addr: "127.0.0.1:1".into() },
+            datacenter: "dc2".into(),
+            bootstrap_expect: 1,
+            initialized: false,
+            status: Default::default(),
+        }));
+        let why = foreign_refusal(&hello, &theirs).expect("nor join dc1's Raft cluster");
+        assert!(why.contains("\"dc2\"") && why.contains("hello"), "{why}");
+    }
+}

@@ -29,6 +29,8 @@ struct Net {
     /// Datagrams in flight: (deliver at, to, from, bytes).
     wire: Vec<(u64, usize, SocketAddr, Vec<u8>)>,
     largest_packet: usize,
+    /// Extra milliseconds on every datagram to or from a member.
+    slow: BTreeMap<usize, u64>,
 }
 
 impl Net {
@@ -43,6 +45,7 @@ impl Net {
             events: Vec::new(),
             wire: Vec::new(),
             largest_packet: 0,
+            slow: BTreeMap::new(),
         };
         for i in 1..n {
             net.nodes[i].join(0, &[addr(0)]);
@@ -81,7 +84,8 @@ impl Net {
             Output::Packet { to, bytes } => {
                 self.largest_packet = self.largest_packet.max(bytes.len());
                 if let Some(j) = self.index_of(to) {
-                    self.wire.push((self.now + 1, j, from_addr, bytes));
+                    let extra = self.slow.get(&from).unwrap_or(&0) + self.slow.get(&j).unwrap_or(&0);
+                    self.wire.push((self.now + 1 + extra, j, from_addr, bytes));
                 }
             }
             Output::Stream { to, token, bytes, .. } => {
@@ -173,6 +177,25 @@ fn a_crashed_member_is_suspected_then_failed_everywhere() {
         net.events.iter().filter(|(_, e)| matches!(e, Event::Failed(m) if m.name == "n7")).map(|(i, _)| *i).collect();
     assert_eq!(failed.len(), 9, "every live member reported the failure once: {failed:?}");
     assert!(net.events.iter().all(|(_, e)| !matches!(e, Event::Failed(m) if m.name != "n7")), "no false positive");
+}
+
+#[test]
+fn direct_probes_measure_round_trip_times_and_forget_reaped_members() {
+    let mut config = Config::lan();
+    config.reconnect_timeout_ms = 30_000;
+    let mut net = Net::new(4, config);
+    // n3 is far: 40 ms more each way.
+    net.slow.insert(3, 40);
+    net.run_until(30_000);
+    let rtt = net.nodes[0].rtt_ms().clone();
+    assert_eq!(rtt.get("n1"), Some(&2), "one millisecond each way: {rtt:?}");
+    let far = rtt.get("n3").copied().expect("n3 was probed");
+    assert!((70..=82).contains(&far), "n3 is 82 ms away (smoothed from the first sample): {far}");
+    assert!(!rtt.contains_key("n0"), "no entry for itself");
+    net.down.insert(3);
+    let reaped = net.run_until_true(120_000, |n| n.nodes[0].member("n3").is_none());
+    assert!(reaped.is_some(), "n3 failed and was reaped");
+    assert!(!net.nodes[0].rtt_ms().contains_key("n3"), "a reaped member's time is forgotten");
 }
 
 #[test]
