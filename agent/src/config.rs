@@ -130,6 +130,7 @@ struct FileConfig {
     domain: Option<String>,
     recursors: Option<Vec<String>>,
     dnsconfig: Option<DnsFileConfig>,
+    translatewanaddrs: Option<bool>,
     gossiplan: Option<GossipFileConfig>,
     gossipwan: Option<GossipFileConfig>,
     checkupdateinterval: Option<String>,
@@ -252,6 +253,7 @@ const KNOWN_FILE_KEYS: &[&str] = &[
     "domain",
     "recursors",
     "dnsconfig",
+    "translatewanaddrs",
     "gossiplan",
     "gossipwan",
     "checkupdateinterval",
@@ -644,6 +646,9 @@ pub fn apply_value(cfg: &mut AgentConfig, raw: Value) -> Result<bool, String> {
     if let Some(d) = f.dnsconfig {
         apply_dns(&mut cfg.dns, d)?;
     }
+    if let Some(v) = f.translatewanaddrs {
+        cfg.dns.translate_wan_addrs = v;
+    }
     if let Some(g) = f.gossiplan {
         apply_gossip(&mut cfg.gossip_lan, g, "gossip_lan")?;
     }
@@ -899,6 +904,9 @@ mod tests {
         assert!(c.dns.only_passing && !c.dns.allow_stale);
         assert_eq!((c.dns.node_ttl_s, c.dns.max_stale_ms, c.dns.udp_answer_limit), (10, 5_000, Some(3)));
         assert_eq!((c.dns.service_ttl_s["*"], c.dns.service_ttl_s["web"]), (5, 30));
+        assert!(!c.dns.translate_wan_addrs, "off by default, as Consul's");
+        apply_value(&mut c, serde_json::json!({"translate_wan_addrs": true})).unwrap();
+        assert!(c.dns.translate_wan_addrs);
         let bad = apply_value(&mut c, serde_json::json!({"dns_config": {"node_ttl": "soon"}}));
         assert!(bad.unwrap_err().contains("node_ttl"));
     }

@@ -1,9 +1,10 @@
 //! The DNS server: UDP and TCP sockets around `legate_core::dns`.
 //!
-//! Every decision (names, health filtering, sizes, truncation) is core's; this file moves
-//! bytes, reads the catalog through the agent's [`Api`], and forwards names outside the domain
-//! to the recursors. Hostile input is counted in [`DnsStats`] and logged at debug level,
-//! never a panic; every wait has a timeout and every resource a limit.
+//! Every decision (names, health filtering, address translation, sizes, truncation) is core's;
+//! this file moves bytes, reads the catalog of the datacenter each name points at through the
+//! agent's [`Routes`], and forwards names outside the domain to the recursors. Hostile input
+//! is counted in [`DnsStats`] and logged at debug level, never a panic; every wait has a
+//! timeout and every resource a limit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +14,13 @@ use std::time::Duration;
 use legate_core::catalog::query::Filter;
 use legate_core::catalog::{Query, QueryValue};
 use legate_core::dns::{self, CatalogData, CatalogRead, DnsConfig, Failure, Lookup, Reject, Request, Transport};
-use legate_runtime::api::Api;
+use legate_runtime::api::Api as _;
 use legate_runtime::{Consistency, QueryOptions, ReadError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
+use crate::backend::Routes;
 use crate::dns_cache::DnsCache;
 
 /// Queries being answered at once, over both transports; a UDP query beyond this is dropped
@@ -62,7 +64,8 @@ pub struct DnsStats {
     pub malformed: AtomicU64,
     /// UDP queries dropped and TCP connections closed because a limit was reached.
     pub shed: AtomicU64,
-    /// Catalog reads that failed (answered SERVFAIL).
+    /// Catalog reads that failed (answered SERVFAIL). A datacenter no server knows is not
+    /// one: it is answered NXDOMAIN, as a name that does not exist.
     pub read_errors: AtomicU64,
     /// Queries answered from the cache, without a catalog read.
     pub cache_hits: AtomicU64,
@@ -98,10 +101,10 @@ impl DnsServer {
         self.stats.clone()
     }
 
-    /// Serves until the process ends.
-    pub async fn serve<A: Api>(self, api: A) {
+    /// Serves until the process ends, reading each name's datacenter through `routes`.
+    pub async fn serve(self, routes: Routes) {
         let ctx = Arc::new(Ctx {
-            api,
+            routes,
             cache: DnsCache::new(self.cfg.max_stale_ms),
             cfg: self.cfg,
             recursors: self.recursors,
@@ -127,8 +130,8 @@ fn recursor_addr(entry: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("invalid recursor {entry:?}: expected an IP address, with an optional port"))
 }
 
-struct Ctx<A> {
-    api: A,
+struct Ctx {
+    routes: Routes,
     cfg: DnsConfig,
     cache: DnsCache,
     recursors: Vec<SocketAddr>,
@@ -137,7 +140,7 @@ struct Ctx<A> {
     connections: Arc<Semaphore>,
 }
 
-async fn serve_udp<A: Api>(ctx: Arc<Ctx<A>>, socket: Arc<UdpSocket>) {
+async fn serve_udp(ctx: Arc<Ctx>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; UDP_QUERY_BYTES_MAX];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -168,7 +171,7 @@ async fn serve_udp<A: Api>(ctx: Arc<Ctx<A>>, socket: Arc<UdpSocket>) {
     }
 }
 
-async fn serve_tcp<A: Api>(ctx: Arc<Ctx<A>>, listener: TcpListener) {
+async fn serve_tcp(ctx: Arc<Ctx>, listener: TcpListener) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(got) => got,
@@ -195,7 +198,7 @@ async fn serve_tcp<A: Api>(ctx: Arc<Ctx<A>>, listener: TcpListener) {
 }
 
 /// Queries on one connection, answered in order, each framed by a 2-byte length.
-async fn serve_connection<A: Api>(ctx: &Ctx<A>, mut stream: TcpStream) -> Result<(), &'static str> {
+async fn serve_connection(ctx: &Ctx, mut stream: TcpStream) -> Result<(), &'static str> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
@@ -233,7 +236,7 @@ async fn serve_connection<A: Api>(ctx: &Ctx<A>, mut stream: TcpStream) -> Result
 }
 
 /// The response to one packet, or `None` to say nothing.
-async fn respond<A: Api>(ctx: &Ctx<A>, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+async fn respond(ctx: &Ctx, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
     let req = match dns::parse(packet, transport, &ctx.cfg) {
         Ok(req) => req,
         Err(reject) => {
@@ -257,6 +260,10 @@ async fn respond<A: Api>(ctx: &Ctx<A>, packet: &[u8], transport: Transport) -> O
         None => CatalogData::Nothing,
         Some(read) => match catalog_data(ctx, read).await {
             Ok(data) => data,
+            Err(ReadError::NoPath) => {
+                tracing::debug!(name = %req.query.name(), "DNS name in a datacenter no server knows");
+                return Some(dns::failure(&req, Failure::UnknownDatacenter, &ctx.cfg));
+            }
             Err(e) => {
                 ctx.stats.read_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, name = %req.query.name(), "DNS catalog read failed");
@@ -267,21 +274,41 @@ async fn respond<A: Api>(ctx: &Ctx<A>, packet: &[u8], transport: Transport) -> O
     Some(dns::answer(&req, data, &ctx.cfg, &mut rand::rng()))
 }
 
-/// The catalog query that answers a [`CatalogRead`].
-pub(crate) fn query_of(read: &CatalogRead) -> Query {
-    match read {
-        CatalogRead::ServiceHealth { name, tag } => Query::ServiceEndpoints {
-            name: name.clone(),
-            filter: Filter { tags: tag.iter().cloned().collect(), ..Filter::default() },
-        },
-        CatalogRead::Node { name } => Query::NodeServices { node: name.clone() },
-    }
+/// What a read found: the data, the index to block on for its next change, and how long ago
+/// the answering server heard from its leader.
+pub(crate) struct DataRead {
+    pub data: CatalogData,
+    pub index: u64,
+    pub last_contact_ms: u64,
+}
+
+/// Performs `read` in the datacenter it names, as this agent reaches it (its own servers, or
+/// another datacenter's through them). The one place that knows how each kind of read is
+/// done, for direct reads and cache refreshes alike: a prepared query's execution is one
+/// more arm here.
+pub(crate) async fn read_data(routes: &Routes, opts: &QueryOptions, read: &CatalogRead) -> Result<DataRead, ReadError> {
+    let backend = routes.backend(Some(read.datacenter()))?;
+    let tags = |tag: &Option<String>| Filter { tags: tag.iter().cloned().collect(), ..Filter::default() };
+    let query = match read {
+        CatalogRead::ServiceHealth { name, tag, wan_addresses: false, .. } => {
+            Query::ServiceEndpoints { name: name.clone(), filter: tags(tag) }
+        }
+        // WAN addresses are tagged addresses, which only the instances in full carry.
+        CatalogRead::ServiceHealth { name, tag, wan_addresses: true, .. } => {
+            Query::ServiceHealth { name: name.clone(), filter: tags(tag), passing_only: false }
+        }
+        CatalogRead::Node { name, .. } => Query::NodeServices { node: name.clone() },
+    };
+    let result = backend.read(opts, query).await?;
+    let data = data_of(result.answer.value)?;
+    Ok(DataRead { data, index: result.answer.index, last_contact_ms: result.last_contact_ms })
 }
 
 /// The catalog's answer as core's DNS takes it.
-pub(crate) fn data_of(value: QueryValue) -> Result<CatalogData, ReadError> {
+fn data_of(value: QueryValue) -> Result<CatalogData, ReadError> {
     match value {
         QueryValue::Endpoints(instances) => Ok(CatalogData::Services(instances)),
+        QueryValue::ServiceHealth(instances) => Ok(CatalogData::ServicesFull(instances)),
         QueryValue::NodeServices(found) => Ok(CatalogData::Node(found.map(|(node, _)| node))),
         _ => Err(ReadError::Internal("the catalog answered another kind of read".into())),
     }
@@ -289,40 +316,34 @@ pub(crate) fn data_of(value: QueryValue) -> Result<CatalogData, ReadError> {
 
 /// What core asked for: from the cache when stale reads are allowed and the name was asked
 /// recently, else read (and, with stale reads allowed, cached and kept current from then on).
-async fn catalog_data<A: Api>(ctx: &Ctx<A>, read: CatalogRead) -> Result<CatalogData, ReadError> {
+async fn catalog_data(ctx: &Ctx, read: CatalogRead) -> Result<CatalogData, ReadError> {
     if ctx.cfg.allow_stale {
         if let Some(data) = ctx.cache.get(&read) {
             ctx.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(data);
         }
     }
-    let (data, index) = read_catalog(ctx, &read).await?;
+    let found = read_catalog(ctx, &read).await?;
     if ctx.cfg.allow_stale {
-        ctx.cache.insert(&ctx.api, read, data.clone(), index);
+        ctx.cache.insert(&ctx.routes, read, found.data.clone(), found.index);
     }
-    Ok(data)
+    Ok(found.data)
 }
 
 /// Reads what core asked for. With `allow_stale` any server answers, unless its data is
 /// older than `max_stale`: then the leader is asked.
-async fn read_catalog<A: Api>(ctx: &Ctx<A>, read: &CatalogRead) -> Result<(CatalogData, u64), ReadError> {
-    let query = query_of(read);
+async fn read_catalog(ctx: &Ctx, read: &CatalogRead) -> Result<DataRead, ReadError> {
     let consistency = if ctx.cfg.allow_stale { Consistency::Stale } else { Consistency::Default };
-    let mut result = read_once(ctx, consistency, query.clone()).await?;
-    if consistency == Consistency::Stale && result.last_contact_ms > ctx.cfg.max_stale_ms {
-        result = read_once(ctx, Consistency::Default, query).await?;
+    let found = read_once(ctx, consistency, read).await?;
+    if consistency == Consistency::Stale && found.last_contact_ms > ctx.cfg.max_stale_ms {
+        return read_once(ctx, Consistency::Default, read).await;
     }
-    let index = result.answer.index;
-    Ok((data_of(result.answer.value)?, index))
+    Ok(found)
 }
 
-async fn read_once<A: Api>(
-    ctx: &Ctx<A>,
-    consistency: Consistency,
-    query: Query,
-) -> Result<legate_runtime::QueryResult<QueryValue>, ReadError> {
+async fn read_once(ctx: &Ctx, consistency: Consistency, read: &CatalogRead) -> Result<DataRead, ReadError> {
     let opts = QueryOptions { consistency, min_index: 0, wait_ms: None };
-    match tokio::time::timeout(CATALOG_READ_TIMEOUT, ctx.api.read(&opts, query)).await {
+    match tokio::time::timeout(CATALOG_READ_TIMEOUT, read_data(&ctx.routes, &opts, read)).await {
         Ok(result) => result,
         Err(_) => Err(ReadError::Internal(format!("no answer within {CATALOG_READ_TIMEOUT:?}"))),
     }

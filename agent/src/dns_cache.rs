@@ -8,6 +8,10 @@
 //! matters most on client agents, whose reads would otherwise each be an RPC. An entry that
 //! is not asked for within [`IDLE_MS`], whose refresh fails, or whose server has lost its
 //! leader for longer than `max_stale`, is dropped: the next query reads directly again.
+//!
+//! Entries are keyed by the whole [`CatalogRead`], the datacenter it reads included. Each
+//! refresh asks the agent's routes anew for that datacenter, so a change of route takes effect
+//! at the next refresh (and a datacenter no longer known drops its entries).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use legate_core::dns::{CatalogData, CatalogRead};
-use legate_runtime::api::Api;
 use legate_runtime::{Consistency, QueryOptions};
+
+use crate::backend::Routes;
 
 /// Names cached at once; beyond it, queries read directly.
 pub const ENTRIES_MAX: usize = 1024;
@@ -36,7 +41,7 @@ struct Entry {
     last_used_ms: AtomicU64,
 }
 
-/// Cached answers by read. Clones share.
+/// Cached answers by read (name and datacenter). Clones share.
 #[derive(Clone)]
 pub struct DnsCache {
     entries: Arc<Mutex<BTreeMap<CatalogRead, Arc<Entry>>>>,
@@ -67,7 +72,7 @@ impl DnsCache {
 
     /// Caches what a direct read found (at `index`) and starts keeping it current, unless
     /// the cache is full or the read is cached already.
-    pub fn insert<A: Api>(&self, api: &A, read: CatalogRead, data: CatalogData, index: u64) {
+    pub fn insert(&self, routes: &Routes, read: CatalogRead, data: CatalogData, index: u64) {
         let entry = Arc::new(Entry { data: Mutex::new(data), last_used_ms: AtomicU64::new(self.now_ms()) });
         {
             let mut entries = self.lock();
@@ -76,10 +81,10 @@ impl DnsCache {
             }
             entries.insert(read.clone(), entry.clone());
         }
-        tokio::spawn(self.clone().refresh(api.clone(), read, entry, index));
+        tokio::spawn(self.clone().refresh(routes.clone(), read, entry, index));
     }
 
-    async fn refresh<A: Api>(self, api: A, read: CatalogRead, entry: Arc<Entry>, mut index: u64) {
+    async fn refresh(self, routes: Routes, read: CatalogRead, entry: Arc<Entry>, mut index: u64) {
         let wait = Duration::from_millis(REFRESH_WAIT_MS);
         loop {
             if self.now_ms().saturating_sub(entry.last_used_ms.load(Ordering::Relaxed)) > IDLE_MS {
@@ -90,9 +95,9 @@ impl DnsCache {
                 min_index: index.max(1),
                 wait_ms: Some(REFRESH_WAIT_MS),
             };
-            let result =
-                match tokio::time::timeout(wait + REFRESH_GRACE, api.read(&opts, crate::dns::query_of(&read))).await {
-                    Ok(Ok(result)) if result.last_contact_ms <= self.max_stale_ms => result,
+            let found =
+                match tokio::time::timeout(wait + REFRESH_GRACE, crate::dns::read_data(&routes, &opts, &read)).await {
+                    Ok(Ok(found)) if found.last_contact_ms <= self.max_stale_ms => found,
                     Ok(Ok(_)) => break, // Too stale: direct reads will ask the leader.
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, ?read, "DNS cache refresh failed; dropping the entry");
@@ -100,11 +105,8 @@ impl DnsCache {
                     }
                     Err(_) => break,
                 };
-            index = result.answer.index;
-            match crate::dns::data_of(result.answer.value) {
-                Ok(data) => *entry.data.lock().unwrap_or_else(|p| p.into_inner()) = data,
-                Err(_) => break,
-            }
+            index = found.index;
+            *entry.data.lock().unwrap_or_else(|p| p.into_inner()) = found.data;
         }
         self.lock().remove(&read);
     }

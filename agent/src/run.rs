@@ -121,12 +121,13 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
         }
         None => None,
     };
+    let routes = Routes { local: api.clone(), datacenter: cfg.datacenter.clone(), federation };
     // DNS serves from here on; its bind error is a startup error like HTTP's.
     let (dns_addr, dns_stats) = match cfg.dns_port {
         Some(port) => {
             let server = crate::dns::DnsServer::bind(SocketAddr::new(cfg.client_addr, port), &cfg.dns).await?;
             let (addr, stats) = (server.local_addr(), server.stats());
-            tokio::spawn(server.serve(api.clone()));
+            tokio::spawn(server.serve(routes.clone()));
             (Some(addr), Some(stats))
         }
         None => (None, None),
@@ -136,7 +137,6 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     reload::apply(&local, &cfg, &owned).await?;
 
     let leave = Arc::new(tokio::sync::Notify::new());
-    let routes = Routes { local: api.clone(), datacenter: cfg.datacenter.clone(), federation };
     let state = Arc::new(AppState {
         api: api.clone(),
         routes: routes.clone(),

@@ -173,8 +173,18 @@ fn service_node_and_addr_lookups() {
     assert!(wait_until(SYNC_DEADLINE, || a_count(port, "web.service.consul") == 2), "a critical instance is omitted");
     assert_eq!(dig(port, &["web.service.consul"]).datas("A"), vec!["127.0.0.11".to_string(), "127.0.0.13".to_string()]);
 
-    // Another datacenter is not served yet; a name outside the domain with no recursor is refused.
-    assert_eq!(dig(port, &["web.service.dc9.consul"]).status, "NXDOMAIN");
+    // A datacenter no server knows: NXDOMAIN with the SOA, authoritative, as Consul answers
+    // `No path to datacenter` (names with this agent's own datacenter are served, above).
+    for name in ["web.service.dc9.consul", "ext1.node.DC9.consul"] {
+        let unknown_dc = dig(port, &[name]);
+        assert_eq!(unknown_dc.status, "NXDOMAIN", "{}", unknown_dc.raw);
+        assert!(unknown_dc.flags.contains(&"aa".to_string()), "{}", unknown_dc.raw);
+        assert_eq!(unknown_dc.authority.first().map(|r| r.rtype.as_str()), Some("SOA"), "{}", unknown_dc.raw);
+    }
+    // An address name needs no datacenter to answer it.
+    assert_eq!(dig(port, &["7f00000b.addr.dc9.consul"]).datas("A"), vec!["127.0.0.11".to_string()]);
+
+    // A name outside the domain with no recursor is refused.
     assert_eq!(dig(port, &["example.com"]).status, "REFUSED");
 }
 

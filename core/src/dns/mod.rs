@@ -11,18 +11,28 @@
 //!    when there are some ([`relay`] turns the upstream answer into ours) and gets
 //!    [`refused`] otherwise. Anything else asks [`Request::catalog_read`] which read the
 //!    answer needs, performs it, and hands the result to [`answer`] as [`CatalogData`].
-//! 3. answers [`failure`]`(req, Failure::ServFail)` when the read failed.
+//!    The read goes to the datacenter the name points at ([`CatalogRead::datacenter`]):
+//!    this one, or another one through its servers.
+//! 3. answers [`failure`]`(req, Failure::UnknownDatacenter)` when no server knows that
+//!    datacenter (`No path to datacenter`), and [`failure`]`(req, Failure::ServFail)` when the
+//!    read failed otherwise.
+//!
+//! Answers about another datacenter name it in SRV targets (`<node>.node.<dc>.<domain>`,
+//! `<hex>.addr.<dc>.<domain>`), and with `translate_wan_addrs` show its nodes' and services'
+//! WAN addresses (see `translate`).
 //!
 //! Every response built here fits the size the client can take ([`Request::size_max`]):
 //! records are dropped whole, additional section first, and TC is set whenever something was
 //! left out, so a UDP client knows to retry over TCP.
 //!
-//! Deferred: other datacenters answer NXDOMAIN (a later issue plugs forwarding in where
-//! [`Request::catalog_read`] returns `None` for them), prepared queries answer NXDOMAIN,
-//! hostname addresses give no CNAME, EDNS versions other than 0 are not refused with BADVERS.
+//! Deferred: prepared queries answer NXDOMAIN ([`Request::catalog_read`] is where their read
+//! plugs in), hostname addresses give no CNAME, WAN translation uses the `wan` tagged address
+//! only (not `wan_ipv4`/`wan_ipv6` by query type), EDNS versions other than 0 are not refused
+//! with BADVERS.
 
 mod name;
 mod records;
+mod translate;
 mod wire;
 
 #[cfg(test)]
@@ -90,6 +100,10 @@ pub struct DnsConfig {
     pub udp_answer_limit: Option<usize>,
     /// Upstream resolvers for names outside the domain (`recursors`); empty: REFUSED.
     pub recursors: Vec<String>,
+    /// Answers about another datacenter show its nodes' and services' WAN addresses
+    /// (Consul's top-level `translate_wan_addrs`; default false), for clients that reach
+    /// that datacenter over the WAN rather than its LAN.
+    pub translate_wan_addrs: bool,
 }
 
 impl Default for DnsConfig {
@@ -104,6 +118,7 @@ impl Default for DnsConfig {
             max_stale_ms: 10 * 365 * 24 * 3_600_000,
             udp_answer_limit: None,
             recursors: Vec::new(),
+            translate_wan_addrs: false,
         }
     }
 }
@@ -113,6 +128,17 @@ impl DnsConfig {
     pub fn service_ttl(&self, service: &str) -> u32 {
         let own = self.service_ttl_s.get(&service.to_ascii_lowercase());
         own.or_else(|| self.service_ttl_s.get("*")).copied().unwrap_or(0)
+    }
+
+    /// Whether `dc` names this agent's datacenter (datacenter names are case-insensitive).
+    pub fn is_local(&self, dc: &str) -> bool {
+        dc.eq_ignore_ascii_case(&self.datacenter)
+    }
+
+    /// Whether answers about datacenter `dc` show WAN addresses: `translate_wan_addrs` is on
+    /// and `dc` is another datacenter (an agent's own datacenter always sees LAN addresses).
+    pub fn wan_addresses_for(&self, dc: &str) -> bool {
+        self.translate_wan_addrs && !self.is_local(dc)
     }
 }
 
@@ -187,30 +213,49 @@ impl Request {
     }
 
     /// The catalog read the answer needs, or `None` when it is answered without one (an
-    /// address, an unknown name, another datacenter, a name outside the domain).
+    /// address, an unknown name, a prepared query for now, a name outside the domain). The
+    /// read is of the datacenter the name points at, this one or another.
     pub fn catalog_read(&self, cfg: &DnsConfig) -> Option<CatalogRead> {
-        if self.lookup.datacenter().is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter)) {
-            return None; // Multi-datacenter forwarding plugs in here.
-        }
         match &self.lookup {
-            Lookup::Service { name, tag, .. } => {
-                Some(CatalogRead::ServiceHealth { name: name.clone(), tag: tag.clone() })
-            }
-            Lookup::Node { name, .. } => Some(CatalogRead::Node { name: name.clone() }),
-            _ => None,
+            Lookup::Service { name, tag, dc } => Some(CatalogRead::ServiceHealth {
+                name: name.clone(),
+                tag: tag.clone(),
+                dc: dc.clone(),
+                wan_addresses: cfg.wan_addresses_for(dc),
+            }),
+            Lookup::Node { name, dc } => Some(CatalogRead::Node { name: name.clone(), dc: dc.clone() }),
+            // Prepared queries answer NXDOMAIN until they are executed; their read
+            // (`CatalogRead::PreparedQuery { name, dc }`) plugs in here.
+            Lookup::PreparedQuery { .. } => None,
+            // `<hex>.addr[.dc]` spells its answer whatever the datacenter, as Consul's does.
+            Lookup::Addr { .. } | Lookup::Apex | Lookup::OutsideDomain | Lookup::Unknown => None,
         }
     }
 }
 
-/// A catalog read the driver performs for [`answer`] (ordered, so a driver can cache by it).
+/// A catalog read the driver performs for [`answer`] (ordered, so a driver can cache by it:
+/// the datacenter is part of the key). Datacenter names are lower case.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CatalogRead {
-    /// Every instance of the service with its checks (node checks included), filtered by tag.
-    /// Health filtering is done here, not by the read: critical and (with `only_passing`)
-    /// warning instances are left out by [`answer`].
-    ServiceHealth { name: String, tag: Option<String> },
-    /// The node by name.
-    Node { name: String },
+    /// Every instance of the service with its checks (node checks included), filtered by tag,
+    /// in datacenter `dc`. Health filtering is done here, not by the read: critical and (with
+    /// `only_passing`) warning instances are left out by [`answer`].
+    ///
+    /// With `wan_addresses` the answer shows WAN addresses, which only the instances in full
+    /// carry: read them as [`CatalogData::ServicesFull`]; without, the lean
+    /// [`CatalogData::Services`] is enough.
+    ServiceHealth { name: String, tag: Option<String>, dc: String, wan_addresses: bool },
+    /// The node by name, in datacenter `dc`.
+    Node { name: String, dc: String },
+}
+
+impl CatalogRead {
+    /// The datacenter read.
+    pub fn datacenter(&self) -> &str {
+        match self {
+            CatalogRead::ServiceHealth { dc, .. } | CatalogRead::Node { dc, .. } => dc,
+        }
+    }
 }
 
 /// What the driver read for the [`CatalogRead`], handed to [`answer`].
@@ -220,6 +265,9 @@ pub enum CatalogData {
     Nothing,
     /// The instances of a service ([`CatalogRead::ServiceHealth`]).
     Services(Vec<crate::catalog::query::Endpoint>),
+    /// The instances of a service in full, tagged addresses included
+    /// ([`CatalogRead::ServiceHealth`] with `wan_addresses`).
+    ServicesFull(Vec<crate::catalog::query::ServiceHealth>),
     /// The node, if it exists ([`CatalogRead::Node`]).
     Node(Option<crate::catalog::Node>),
 }
@@ -247,6 +295,10 @@ impl Reject {
 pub enum Failure {
     /// The catalog read failed (no leader, no server).
     ServFail,
+    /// No server knows the datacenter the name points at (`No path to datacenter`): NXDOMAIN
+    /// with the SOA, authoritative, as Consul answers (its `rCodeFromError` maps
+    /// `ErrNoDCPath` to NXDOMAIN, and every NXDOMAIN carries the SOA).
+    UnknownDatacenter,
     /// Not ours to answer (outside the domain with no recursors).
     Refused,
 }

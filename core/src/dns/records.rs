@@ -94,18 +94,21 @@ pub(super) fn service_addresses(owner: &Name, shown: &[(Endpoint, Status)], qtyp
     out
 }
 
-/// SRV records of a service's instances, with the targets' addresses as additionals.
+/// SRV records of a service's instances in datacenter `dc`, with the targets' addresses as
+/// additionals.
 ///
 /// The target names where the instance is reached: `<node>.node.<dc>.<domain>` when the
-/// service uses the node's address (none of its own, or the same), `<hex>.addr.<dc>.<domain>` when it has an IP of its own
-/// (so two instances on one node with different IPs keep them apart), and the hostname
-/// itself when the address is a hostname (without an additional record: it is not ours).
-pub(super) fn service_srv(owner: &Name, shown: &[(Endpoint, Status)], cfg: &DnsConfig, ttl: u32) -> Records {
+/// service uses the node's address (none of its own, or the same),
+/// `<hex>.addr.<dc>.<domain>` when it has an IP of its own (so two instances on one node with
+/// different IPs keep them apart), and the hostname itself when the address is a hostname
+/// (without an additional record: it is not ours). `dc` is the datacenter the instances are
+/// in, so the targets resolve there when looked up again.
+pub(super) fn service_srv(owner: &Name, shown: &[(Endpoint, Status)], dc: &str, cfg: &DnsConfig, ttl: u32) -> Records {
     let mut seen_srv = BTreeSet::new();
     let mut seen_target = BTreeSet::new();
     let mut out = Records::default();
     for (h, status) in shown {
-        let Some((target, ip)) = srv_target(h, cfg) else { continue };
+        let Some((target, ip)) = srv_target(h, dc, cfg) else { continue };
         let weight = match status {
             Status::Warning => h.weights.warning,
             _ => h.weights.passing,
@@ -125,13 +128,13 @@ pub(super) fn service_srv(owner: &Name, shown: &[(Endpoint, Status)], cfg: &DnsC
     out
 }
 
-fn srv_target(h: &Endpoint, cfg: &DnsConfig) -> Option<(Name, Option<IpAddr>)> {
+fn srv_target(h: &Endpoint, dc: &str, cfg: &DnsConfig) -> Option<(Name, Option<IpAddr>)> {
     let address = instance_address(h);
     match address.parse::<IpAddr>() {
         Ok(ip) if h.service_address.is_empty() || h.service_address == h.node_address => {
-            Some((under_domain(&[&h.node, "node", &cfg.datacenter], cfg)?, Some(ip)))
+            Some((under_domain(&[&h.node, "node", dc], cfg)?, Some(ip)))
         }
-        Ok(ip) => Some((under_domain(&[&ip_hex(ip), "addr", &cfg.datacenter], cfg)?, Some(ip))),
+        Ok(ip) => Some((under_domain(&[&ip_hex(ip), "addr", dc], cfg)?, Some(ip))),
         Err(_) => {
             let mut host = Name::from_ascii(address).ok()?;
             host.set_fqdn(true);
@@ -154,11 +157,12 @@ pub(super) fn under_domain(labels: &[&str], cfg: &DnsConfig) -> Option<Name> {
     Some(name)
 }
 
-/// A node's records: its address (A/AAAA as asked), and its meta as TXT records, in the
-/// answer for TXT and ANY queries and as additionals for A/AAAA (as Consul does).
-pub(super) fn node_records(owner: &Name, node: &Node, qtype: RecordType, ttl: u32) -> Records {
+/// A node's records: `address` (the node's, or its WAN address when translated; A/AAAA as
+/// asked), and its meta as TXT records, in the answer for TXT and ANY queries and as
+/// additionals for A/AAAA (as Consul does).
+pub(super) fn node_records(owner: &Name, node: &Node, address: &str, qtype: RecordType, ttl: u32) -> Records {
     let mut out = Records::default();
-    if let Ok(ip) = node.address.parse::<IpAddr>() {
+    if let Ok(ip) = address.parse::<IpAddr>() {
         out.answers.extend(address_record(owner, ip, qtype, ttl));
     }
     let txt = node_txt(owner, node, ttl);

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::wire::query_packet;
 use super::*;
 use crate::catalog::query::{Endpoint, ServiceHealth};
-use crate::catalog::{HealthCheck, Node, Service, Status, Weights};
+use crate::catalog::{HealthCheck, Node, Service, ServiceAddress, Status, Weights};
 
 fn cfg() -> DnsConfig {
     DnsConfig::default()
@@ -70,6 +70,56 @@ fn answer_services(req: &Request, instances: Vec<ServiceHealth>, cfg: &DnsConfig
     decode(&answer(req, CatalogData::Services(endpoints(&instances)), cfg, &mut rng()))
 }
 
+/// Answers with the instances in full, as the driver reads them for `wan_addresses`.
+fn answer_full(req: &Request, instances: Vec<ServiceHealth>, cfg: &DnsConfig) -> Message {
+    decode(&answer(req, CatalogData::ServicesFull(instances), cfg, &mut rng()))
+}
+
+/// SRV answers as (priority, weight, port, target), sorted.
+fn srv_records(msg: &Message) -> Vec<(u16, u16, u16, String)> {
+    let mut srvs: Vec<(u16, u16, u16, String)> = msg
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(s) => (s.priority, s.weight, s.port, s.target.to_ascii()),
+            other => panic!("only SRV answers, got {other:?}"),
+        })
+        .collect();
+    srvs.sort();
+    srvs
+}
+
+/// Additional A records as (owner, address), sorted.
+fn additional_a(msg: &Message) -> Vec<(String, String)> {
+    let mut extra: Vec<(String, String)> = msg
+        .additionals
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => (r.name.to_ascii(), a.0.to_string()),
+            other => panic!("only A additionals, got {other:?}"),
+        })
+        .collect();
+    extra.sort();
+    extra
+}
+
+/// `web(i)` whose node also has the WAN address 203.0.113.<i>.
+fn web_wan(i: u8) -> ServiceHealth {
+    let mut h = web(i, Status::Passing);
+    h.node.tagged_addresses.insert("lan".into(), h.node.address.clone());
+    h.node.tagged_addresses.insert("wan".into(), format!("203.0.113.{i}"));
+    h.node.datacenter = "dc2".into();
+    h
+}
+
+fn translating() -> DnsConfig {
+    DnsConfig { translate_wan_addrs: true, ..cfg() }
+}
+
+fn ips(list: &[&str]) -> Vec<Ipv4Addr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
 fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
     let mut ips: Vec<Ipv4Addr> = msg
         .answers
@@ -122,17 +172,45 @@ fn name_forms_parse_into_lookups() {
 }
 
 #[test]
-fn catalog_read_only_for_this_datacenter() {
+fn catalog_read_names_the_datacenter_of_the_name() {
     let c = cfg();
     let read = |n: &str| udp(n, RecordType::A).catalog_read(&c);
-    assert_eq!(
-        read("v1.web.service.consul."),
-        Some(CatalogRead::ServiceHealth { name: "web".into(), tag: Some("v1".into()) })
-    );
-    assert_eq!(read("web.service.DC1.consul."), Some(CatalogRead::ServiceHealth { name: "web".into(), tag: None }));
-    assert_eq!(read("db.node.consul."), Some(CatalogRead::Node { name: "db".into() }));
-    assert_eq!(read("web.service.dc2.consul."), None);
+    let svc = |tag: Option<&str>, dc: &str| {
+        Some(CatalogRead::ServiceHealth {
+            name: "web".into(),
+            tag: tag.map(Into::into),
+            dc: dc.into(),
+            wan_addresses: false,
+        })
+    };
+    assert_eq!(read("v1.web.service.consul."), svc(Some("v1"), "dc1"));
+    assert_eq!(read("web.service.DC1.consul."), svc(None, "dc1"), "the local dc named explicitly, any case");
+    assert_eq!(read("web.service.dc2.consul."), svc(None, "dc2"));
+    assert_eq!(read("web.service.Dc2.consul."), svc(None, "dc2"), "datacenter labels are lowered");
+    assert_eq!(read("db.node.consul."), Some(CatalogRead::Node { name: "db".into(), dc: "dc1".into() }));
+    assert_eq!(read("db.node.dc2.consul."), Some(CatalogRead::Node { name: "db".into(), dc: "dc2".into() }));
+    assert_eq!(read("db.node.dc2.consul.").unwrap().datacenter(), "dc2");
+    // The cache keys by the read: one name in two datacenters is two entries.
+    assert_ne!(read("web.service.consul."), read("web.service.dc2.consul."));
     assert_eq!(read("7f000001.addr.consul."), None);
+    assert_eq!(read("7f000001.addr.dc2.consul."), None);
+    assert_eq!(read("geo.query.dc2.consul."), None, "prepared queries are not executed yet");
+}
+
+#[test]
+fn wan_addresses_are_read_only_for_another_datacenter_with_translation_on() {
+    let wan = |c: &DnsConfig, n: &str| match udp(n, RecordType::A).catalog_read(c) {
+        Some(CatalogRead::ServiceHealth { wan_addresses, .. }) => wan_addresses,
+        other => panic!("a service read, got {other:?}"),
+    };
+    assert!(!wan(&cfg(), "web.service.dc2.consul."), "translation is off by default");
+    assert!(wan(&translating(), "web.service.dc2.consul."));
+    assert!(wan(&translating(), "web.service.DC2.consul."));
+    assert!(!wan(&translating(), "web.service.consul."));
+    assert!(!wan(&translating(), "web.service.dc1.consul."));
+    assert!(!wan(&translating(), "web.service.DC1.consul."));
+    let upper_local = DnsConfig { datacenter: "DC1".into(), ..translating() };
+    assert!(!wan(&upper_local, "web.service.dc1.consul."), "datacenter names compare case-insensitively");
 }
 
 // ---- rejects ----
@@ -295,11 +373,155 @@ fn answers_are_shuffled_by_the_rng() {
     assert_ne!(order(1), order(2));
 }
 
+// ---- other datacenters ----
+
 #[test]
-fn other_datacenter_is_nxdomain_for_now() {
+fn another_datacenters_service_answers_its_instances() {
     let req = udp("web.service.dc2.consul.", RecordType::A);
-    let msg = answer_services(&req, vec![web(1, Status::Passing)], &cfg());
-    assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+    let msg = answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Critical)], &cfg());
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert!(msg.metadata.authoritative);
+    assert_eq!(a_records(&msg), ips(&["10.0.0.1"]));
+    assert!(msg.answers.iter().all(|r| r.name.to_ascii() == "web.service.dc2.consul."));
+}
+
+#[test]
+fn srv_targets_name_the_datacenter_looked_up() {
+    let mut own_ip = web(3, Status::Passing);
+    own_ip.service.address = "192.168.1.3".into();
+    for name in ["_web._tcp.service.dc2.consul.", "web.service.DC2.consul."] {
+        let req = udp(name, RecordType::SRV);
+        let msg = answer_services(&req, vec![web(1, Status::Passing), own_ip.clone()], &cfg());
+        assert_eq!(
+            srv_records(&msg),
+            vec![(1, 10, 8001, "n1.node.dc2.consul.".into()), (1, 10, 8003, "c0a80103.addr.dc2.consul.".into())],
+            "{name}"
+        );
+        assert_eq!(
+            additional_a(&msg),
+            vec![
+                ("c0a80103.addr.dc2.consul.".into(), "192.168.1.3".into()),
+                ("n1.node.dc2.consul.".into(), "10.0.0.1".into()),
+            ]
+        );
+    }
+    // The local datacenter, named or not, keeps its own name in targets.
+    for name in ["web.service.consul.", "web.service.DC1.consul."] {
+        let msg = answer_services(&udp(name, RecordType::SRV), vec![web(1, Status::Passing)], &cfg());
+        assert_eq!(srv_records(&msg), vec![(1, 10, 8001, "n1.node.dc1.consul.".into())], "{name}");
+    }
+}
+
+#[test]
+fn node_lookup_in_another_datacenter() {
+    let n = web_wan(4).node;
+    let c = cfg();
+    let msg = decode(&answer(&udp("n4.node.dc2.consul.", RecordType::A), CatalogData::Node(Some(n)), &c, &mut rng()));
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&msg), ips(&["10.0.0.4"]), "no translation without translate_wan_addrs");
+    let missing = decode(&answer(&udp("n9.node.dc2.consul.", RecordType::A), CatalogData::Node(None), &c, &mut rng()));
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn addr_names_answer_in_any_datacenter() {
+    // SRV targets of another datacenter point at these names, so they must resolve.
+    let msg =
+        decode(&answer(&udp("0a000001.addr.dc2.consul.", RecordType::A), CatalogData::Nothing, &cfg(), &mut rng()));
+    assert_eq!(a_records(&msg), ips(&["10.0.0.1"]));
+}
+
+#[test]
+fn translate_wan_addrs_shows_node_wan_addresses_for_another_datacenter() {
+    let c = translating();
+    let instances = vec![web_wan(1), web_wan(2)];
+    let a = answer_full(&udp("web.service.dc2.consul.", RecordType::A), instances.clone(), &c);
+    assert_eq!(a_records(&a), ips(&["203.0.113.1", "203.0.113.2"]));
+    // Reached at an address that is not the node's own, the instance is named by it, as
+    // Consul does; the additional record carries the WAN address.
+    let srv = answer_full(&udp("web.service.dc2.consul.", RecordType::SRV), instances, &c);
+    assert_eq!(
+        srv_records(&srv),
+        vec![(1, 10, 8001, "cb007101.addr.dc2.consul.".into()), (1, 10, 8002, "cb007102.addr.dc2.consul.".into())]
+    );
+    assert_eq!(
+        additional_a(&srv),
+        vec![
+            ("cb007101.addr.dc2.consul.".into(), "203.0.113.1".into()),
+            ("cb007102.addr.dc2.consul.".into(), "203.0.113.2".into()),
+        ]
+    );
+    let node = decode(&answer(
+        &udp("n1.node.dc2.consul.", RecordType::A),
+        CatalogData::Node(Some(web_wan(1).node)),
+        &c,
+        &mut rng(),
+    ));
+    assert_eq!(a_records(&node), ips(&["203.0.113.1"]));
+}
+
+#[test]
+fn translate_wan_addrs_prefers_the_services_own_wan_address_and_port() {
+    let c = translating();
+    let mut tagged = web_wan(1);
+    tagged.service.address = "10.1.0.1".into();
+    tagged.service.tagged_addresses.insert("wan".into(), ServiceAddress { address: "198.51.100.1".into(), port: 443 });
+    let mut own_address = web_wan(2);
+    own_address.service.address = "10.1.0.2".into(); // No WAN address of its own: kept.
+    let mut no_wan = web(3, Status::Passing); // A node without a WAN address: its own.
+    no_wan.node.datacenter = "dc2".into();
+    let instances = vec![tagged, own_address, no_wan];
+    let a = answer_full(&udp("web.service.dc2.consul.", RecordType::A), instances.clone(), &c);
+    assert_eq!(a_records(&a), ips(&["10.0.0.3", "10.1.0.2", "198.51.100.1"]));
+    let srv = answer_full(&udp("web.service.dc2.consul.", RecordType::SRV), instances, &c);
+    assert_eq!(
+        srv_records(&srv),
+        vec![
+            (1, 10, 443, "c6336401.addr.dc2.consul.".into()),
+            (1, 10, 8002, "0a010002.addr.dc2.consul.".into()),
+            (1, 10, 8003, "n3.node.dc2.consul.".into()),
+        ]
+    );
+    let node = decode(&answer(
+        &udp("n3.node.dc2.consul.", RecordType::A),
+        CatalogData::Node(Some(web(3, Status::Passing).node)),
+        &c,
+        &mut rng(),
+    ));
+    assert_eq!(a_records(&node), ips(&["10.0.0.3"]), "a node without a WAN address shows its address");
+}
+
+#[test]
+fn translate_wan_addrs_off_or_local_shows_lan_addresses() {
+    let instances = vec![web_wan(1)];
+    let cases = [
+        (cfg(), "web.service.dc2.consul.", "n1.node.dc2.consul."),
+        (translating(), "web.service.consul.", "n1.node.dc1.consul."),
+        (translating(), "web.service.DC1.consul.", "n1.node.dc1.consul."),
+    ];
+    for (c, name, target) in cases {
+        let a = answer_full(&udp(name, RecordType::A), instances.clone(), &c);
+        assert_eq!(a_records(&a), ips(&["10.0.0.1"]), "{name}");
+        let srv = answer_full(&udp(name, RecordType::SRV), instances.clone(), &c);
+        assert_eq!(srv_records(&srv), vec![(1, 10, 8001, target.to_string())], "{name}");
+        assert_eq!(additional_a(&srv), vec![(target.to_string(), "10.0.0.1".to_string())]);
+        let node_name = format!("n1.node.{}", name.trim_start_matches("web.service."));
+        let node =
+            decode(&answer(&udp(&node_name, RecordType::A), CatalogData::Node(Some(web_wan(1).node)), &c, &mut rng()));
+        assert_eq!(a_records(&node), ips(&["10.0.0.1"]), "{node_name}");
+    }
+}
+
+#[test]
+fn unknown_datacenter_is_an_authoritative_nxdomain_with_soa() {
+    let req = udp("web.service.dc9.consul.", RecordType::A);
+    let msg = decode(&failure(&req, Failure::UnknownDatacenter, &cfg()));
+    assert_eq!((msg.metadata.id, msg.metadata.response_code), (0x1234, ResponseCode::NXDomain));
+    assert!(msg.metadata.authoritative);
+    assert!(msg.answers.is_empty());
+    assert_eq!(msg.queries.len(), 1);
+    let RData::SOA(soa) = &msg.authorities[0].data else { panic!("an SOA in authority") };
+    assert_eq!(soa.mname.to_ascii(), "ns.consul.");
 }
 
 // ---- nodes, addresses, the rest ----
@@ -466,6 +688,14 @@ fn instances_strategy() -> impl Strategy<Value = Vec<ServiceHealth>> {
             _ => format!("172.16.0.{i}"),
         };
         h.node.meta.insert("long".into(), meta);
+        if i % 2 == 0 {
+            h.node.tagged_addresses.insert("wan".into(), format!("198.51.100.{i}"));
+        }
+        if i % 3 == 0 {
+            h.service
+                .tagged_addresses
+                .insert("wan".into(), ServiceAddress { address: format!("fd01::{i:x}"), port: 443 });
+        }
         h
     });
     proptest::collection::vec(one, 0..120)
@@ -510,12 +740,16 @@ proptest! {
         tcp in any::<bool>(),
         instances in instances_strategy(),
         seed in any::<u64>(),
+        translate in any::<bool>(),
     ) {
-        let c = cfg();
+        let c = DnsConfig { translate_wan_addrs: translate, ..cfg() };
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let req = parse(&query_packet(42, &name, qtype, edns), transport, &c).expect("well-formed queries parse");
         let data = match req.catalog_read(&c) {
-            Some(CatalogRead::ServiceHealth { .. }) => CatalogData::Services(endpoints(&instances)),
+            Some(CatalogRead::ServiceHealth { wan_addresses: false, .. }) => {
+                CatalogData::Services(endpoints(&instances))
+            }
+            Some(CatalogRead::ServiceHealth { wan_addresses: true, .. }) => CatalogData::ServicesFull(instances),
             Some(CatalogRead::Node { .. }) => CatalogData::Node(instances.into_iter().next().map(|h| h.node)),
             None => CatalogData::Nothing,
         };

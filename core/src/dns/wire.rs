@@ -1,12 +1,13 @@
 //! Packets in and out: parsing a query, building a response that fits.
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use rand_core::RngCore;
 
 use super::records::{self, Records};
-use super::{name, CatalogData, DnsConfig, Failure, Lookup, Reject, Request, Transport};
+use super::{name, translate, CatalogData, DnsConfig, Failure, Lookup, Reject, Request, Transport};
 use super::{QUERY_ADDITIONALS_MAX, UDP_EDNS_SIZE_MAX};
+use crate::catalog::query::Endpoint;
 
 /// DNS header length (RFC 1035 §4.1.1).
 const HEADER_BYTES: usize = 12;
@@ -69,21 +70,19 @@ fn header_only(id: u16, op_code: OpCode, rd: bool, code: ResponseCode, reason: &
 pub fn answer(req: &Request, data: CatalogData, cfg: &DnsConfig, rng: &mut impl RngCore) -> Vec<u8> {
     let qtype = req.qtype();
     let owner = req.query.name().clone();
-    let other_dc = req.lookup.datacenter().is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter));
     let found: Option<Records> = match (&req.lookup, data) {
         (Lookup::OutsideDomain, _) => return failure(req, Failure::Refused, cfg),
-        _ if other_dc => None,
-        (Lookup::Service { name, .. }, CatalogData::Services(instances)) => {
-            let shown = records::healthy_shuffled(instances, cfg, rng);
-            let ttl = cfg.service_ttl(name);
-            match qtype {
-                _ if shown.is_empty() => None,
-                RecordType::SRV => Some(records::service_srv(&owner, &shown, cfg, ttl)),
-                _ => Some(records::service_addresses(&owner, &shown, qtype, ttl)),
-            }
+        (Lookup::Service { name, dc, .. }, CatalogData::Services(instances)) => {
+            service_records(&owner, name, dc, instances, qtype, cfg, rng)
         }
-        (Lookup::Node { .. }, CatalogData::Node(Some(node))) => {
-            Some(records::node_records(&owner, &node, qtype, cfg.node_ttl_s))
+        (Lookup::Service { name, dc, .. }, CatalogData::ServicesFull(instances)) => {
+            let translate = cfg.wan_addresses_for(dc);
+            let instances = instances.iter().map(|h| translate::endpoint(h, translate)).collect();
+            service_records(&owner, name, dc, instances, qtype, cfg, rng)
+        }
+        (Lookup::Node { dc, .. }, CatalogData::Node(Some(node))) => {
+            let address = translate::node_address(&node, cfg.wan_addresses_for(dc));
+            Some(records::node_records(&owner, &node, address, qtype, cfg.node_ttl_s))
         }
         (Lookup::Addr { ip, .. }, _) => {
             let answers = records::address_record(&owner, *ip, qtype, cfg.node_ttl_s).into_iter().collect();
@@ -100,10 +99,7 @@ pub fn answer(req: &Request, data: CatalogData, cfg: &DnsConfig, rng: &mut impl 
     };
     let mut msg = response(req, cfg);
     match found {
-        None => {
-            msg.metadata.response_code = ResponseCode::NXDomain;
-            msg.authorities.extend(records::soa(cfg));
-        }
+        None => name_error(&mut msg, cfg),
         Some(Records { answers, additionals }) if answers.is_empty() => {
             // The name exists but has no records of this type (NODATA): NOERROR with the SOA,
             // so resolvers cache the absence (RFC 2308).
@@ -118,14 +114,47 @@ pub fn answer(req: &Request, data: CatalogData, cfg: &DnsConfig, rng: &mut impl 
     encode_fitted(msg, req, cfg)
 }
 
-/// A response carrying only an error code and the question.
+/// The records of a service's instances in datacenter `dc`, or `None` when none is healthy
+/// (the name does not exist). A prepared query's answer is built here too, with the
+/// datacenter that answered it.
+fn service_records(
+    owner: &Name,
+    name: &str,
+    dc: &str,
+    instances: Vec<Endpoint>,
+    qtype: RecordType,
+    cfg: &DnsConfig,
+    rng: &mut impl RngCore,
+) -> Option<Records> {
+    let shown = records::healthy_shuffled(instances, cfg, rng);
+    let ttl = cfg.service_ttl(name);
+    match qtype {
+        _ if shown.is_empty() => None,
+        RecordType::SRV => Some(records::service_srv(owner, &shown, dc, cfg, ttl)),
+        _ => Some(records::service_addresses(owner, &shown, qtype, ttl)),
+    }
+}
+
+/// NXDOMAIN with the zone's SOA in authority, so resolvers cache the absence (RFC 2308).
+fn name_error(msg: &mut Message, cfg: &DnsConfig) {
+    msg.metadata.response_code = ResponseCode::NXDomain;
+    msg.authorities.extend(records::soa(cfg));
+}
+
+/// A response carrying only an error code and the question; for an unknown datacenter, the
+/// authoritative NXDOMAIN (with the SOA) of a name that does not exist.
 pub fn failure(req: &Request, failure: Failure, cfg: &DnsConfig) -> Vec<u8> {
     let mut msg = response(req, cfg);
-    msg.metadata.authoritative = false;
-    msg.metadata.response_code = match failure {
+    let code = match failure {
         Failure::ServFail => ResponseCode::ServFail,
         Failure::Refused => ResponseCode::Refused,
+        Failure::UnknownDatacenter => {
+            name_error(&mut msg, cfg);
+            return encode_fitted(msg, req, cfg);
+        }
     };
+    msg.metadata.authoritative = false;
+    msg.metadata.response_code = code;
     encode_fitted(msg, req, cfg)
 }
 
@@ -253,7 +282,6 @@ enum Section {
 #[cfg(test)]
 pub(super) fn query_packet(id: u16, name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     use hickory_proto::op::Query;
-    use hickory_proto::rr::Name;
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(Name::from_ascii(name).expect("test names are valid"), qtype));
