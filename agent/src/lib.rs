@@ -10,6 +10,7 @@ pub mod dns_cache;
 pub mod events;
 pub mod gossip;
 pub mod http;
+pub mod prepared;
 pub mod reload;
 pub mod run;
 

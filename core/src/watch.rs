@@ -48,6 +48,8 @@ pub enum WatchKey {
     Session(String),
     /// The sessions of one node.
     NodeSessions(String),
+    /// The prepared-query table (`/v1/query`): any create, update or delete.
+    PreparedQueries,
 }
 
 /// Identifies one registered blocking query.

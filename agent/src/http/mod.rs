@@ -14,6 +14,7 @@ mod keyring;
 mod kv;
 mod operator;
 pub mod params;
+mod query;
 mod reply;
 mod session;
 mod snapshot;
@@ -132,6 +133,10 @@ pub fn router(state: Shared) -> Router {
         .route("/session/info/{id}", get(session::info))
         .route("/session/node/{node}", get(session::node))
         .route("/session/list", get(session::list))
+        .route("/query", get(query::list).post(query::create))
+        .route("/query/{id}", get(query::get).put(query::update).delete(query::delete))
+        .route("/query/{id}/execute", get(query::execute))
+        .route("/query/{id}/explain", get(query::explain))
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
         .route("/operator/raft/configuration", get(operator::configuration))

@@ -43,6 +43,8 @@ pub enum Command {
     /// Replace the whole catalog with a snapshot's (`PUT /v1/snapshot`). Everything restored
     /// gets the restore's index as its create and modify index.
     Restore(Box<super::CatalogSnapshot>),
+    /// Create, update or delete a prepared query (`/v1/query`).
+    PreparedQuery(Box<super::PreparedQueryOp>),
 }
 
 impl Command {
@@ -56,6 +58,7 @@ impl Command {
             Command::Txn(_) => "txn",
             Command::ReapTombstones { .. } => "reap-tombstones",
             Command::Restore(_) => "restore",
+            Command::PreparedQuery(_) => "prepared-query",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The catalog state machine that Raft applies: nodes, services, checks, KV, sessions.
+//! The catalog state machine that Raft applies: nodes, services, checks, KV, sessions,
+//! prepared queries.
 //!
 //! [`Catalog::apply`] is pure: the same sequence of `(index, Request)` gives the same state and
 //! the same responses on every replica. It reads no clock (the leader's stamp in the request is
@@ -12,6 +13,7 @@
 
 mod command;
 mod kv;
+pub mod prepared;
 pub mod query;
 mod registry;
 mod session;
@@ -24,6 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use command::*;
+pub use prepared::{
+    FailoverPlan, PreparedQuery, PreparedQueryOp, QueryDns, QueryExecution, QueryFailover, ServiceQuery,
+};
 pub use query::{Answer, Query, QueryValue};
 pub use snapshot::{CatalogSnapshot, ARCHIVE_MAGIC};
 pub use types::*;
@@ -39,6 +44,9 @@ pub struct TableIndexes {
     pub checks: u64,
     pub kv: u64,
     pub sessions: u64,
+    /// Absent from logs and snapshots written before prepared queries existed.
+    #[serde(default)]
+    pub prepared_queries: u64,
 }
 
 /// A KV delete's marker, kept so that a prefix's index never goes backwards while it lives.
@@ -64,6 +72,8 @@ pub struct Catalog {
     /// Keys in lock-delay, with the (leader-stamped) Unix ms at which the delay ends.
     lock_delays: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
+    /// Prepared queries by (lower-case) ID.
+    prepared_queries: BTreeMap<String, PreparedQuery>,
     tables: TableIndexes,
     /// Last change of anything a `/v1/health/service/<name>` answer shows, by name key.
     service_index: BTreeMap<String, u64>,
@@ -75,6 +85,10 @@ pub struct Catalog {
     node_ids: BTreeMap<String, String>,
     session_locks: BTreeMap<String, BTreeSet<String>>,
     sessions_by_node: BTreeMap<String, BTreeSet<String>>,
+    /// Prepared query IDs by lower-cased name.
+    query_names: BTreeMap<String, String>,
+    /// Prepared query IDs by the session they are bound to.
+    queries_by_session: BTreeMap<String, BTreeSet<String>>,
 
     /// Watch keys changed since the last [`Catalog::take_touched`].
     touched: Vec<WatchKey>,
@@ -124,6 +138,7 @@ impl Catalog {
                 Response::Done
             }
             Command::Restore(snap) => self.apply_restore(index, snap),
+            Command::PreparedQuery(op) => self.apply_prepared_query(index, op),
         };
         #[cfg(debug_assertions)]
         self.check_invariants();
@@ -233,7 +248,7 @@ impl Catalog {
         for (key, t) in &self.tombstones {
             ensure!(t.index <= self.tables.kv, "tombstone {key} newer than the kv table");
         }
-        Ok(())
+        self.verify_prepared_queries()
     }
 }
 

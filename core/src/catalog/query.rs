@@ -22,7 +22,7 @@ pub struct Answer<T> {
 }
 
 impl<T> Answer<T> {
-    fn new(index: u64, value: T, watch: Vec<WatchKey>) -> Self {
+    pub(super) fn new(index: u64, value: T, watch: Vec<WatchKey>) -> Self {
         Answer { index: index.max(1), value, watch }
     }
 
@@ -403,6 +403,26 @@ pub enum Query {
     },
     /// The whole catalog (`GET /v1/snapshot`).
     Snapshot,
+    /// Every prepared query (`GET /v1/query`).
+    PreparedQueryList,
+    /// One prepared query by ID (`GET /v1/query/:id`).
+    PreparedQueryGet {
+        id: String,
+    },
+    /// The prepared query an ID or a name resolves to (`/v1/query/:id/explain`).
+    PreparedQueryResolve {
+        id_or_name: String,
+    },
+    /// Resolves a prepared query and selects its instances here, in its own datacenter
+    /// (`/v1/query/:id/execute`).
+    PreparedQueryExecute {
+        id_or_name: String,
+    },
+    /// Selects the instances of the given definition here: a failover datacenter, which does
+    /// not store the query (Consul's `ExecuteRemote`). Answers [`QueryValue::ServiceHealth`].
+    PreparedQueryRun {
+        query: Box<super::PreparedQuery>,
+    },
 }
 
 /// The answer to a [`Query`]; the variant follows the query's.
@@ -422,6 +442,9 @@ pub enum QueryValue {
     Sessions(Vec<Session>),
     Txn(TxnOutcome),
     Snapshot(Box<super::CatalogSnapshot>),
+    PreparedQueries(Vec<super::PreparedQuery>),
+    PreparedQuery(Option<Box<super::PreparedQuery>>),
+    PreparedQueryExecution(Option<Box<super::QueryExecution>>),
 }
 
 impl Catalog {
@@ -449,6 +472,17 @@ impl Catalog {
             Query::Snapshot => {
                 Answer::new(self.last_index(), QueryValue::Snapshot(Box::new(self.snapshot())), Vec::new())
             }
+            Query::PreparedQueryList => self.prepared_query_list().map(QueryValue::PreparedQueries),
+            Query::PreparedQueryGet { id } => {
+                self.prepared_query_get(id).map(|q| QueryValue::PreparedQuery(q.map(Box::new)))
+            }
+            Query::PreparedQueryResolve { id_or_name } => {
+                self.prepared_query_resolve(id_or_name).map(|q| QueryValue::PreparedQuery(q.map(Box::new)))
+            }
+            Query::PreparedQueryExecute { id_or_name } => {
+                self.prepared_query_execute(id_or_name).map(|e| QueryValue::PreparedQueryExecution(e.map(Box::new)))
+            }
+            Query::PreparedQueryRun { query } => self.prepared_query_run(query).map(QueryValue::ServiceHealth),
         }
     }
 }

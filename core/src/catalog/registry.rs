@@ -324,7 +324,7 @@ impl Catalog {
     }
 }
 
-fn validate_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<(), ApplyError> {
+pub(super) fn validate_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<(), ApplyError> {
     if meta.len() > limits::META_PAIRS_MAX {
         return Err(ApplyError::Invalid(format!(
             "Node metadata cannot contain more than {} key/value pairs",

@@ -44,7 +44,8 @@ impl Catalog {
     }
 
     /// Destroys a session: its locks are released (or their keys deleted, for behavior
-    /// `delete`) and enter lock-delay. Unknown sessions are a no-op (destroy is idempotent).
+    /// `delete`) and enter lock-delay, and the prepared queries bound to it are deleted.
+    /// Unknown sessions are a no-op (destroy is idempotent).
     pub(super) fn invalidate_session(&mut self, index: u64, now_ms: u64, sid: &str) {
         let Some(session) = self.sessions.remove(sid) else {
             return;
@@ -58,6 +59,7 @@ impl Catalog {
         }
         let lock_delay_ms = session.lock_delay / 1_000_000;
         self.release_session_locks(index, now_ms, sid, session.behavior == Behavior::Delete, lock_delay_ms);
+        self.delete_session_queries(index, sid);
         self.tables.sessions = index;
         self.touch(WatchKey::Sessions);
         self.touch(WatchKey::Session(sid.to_string()));

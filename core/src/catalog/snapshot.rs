@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    name_key, ApplyError, Catalog, HealthCheck, KvEntry, Node, Response, Service, Session, TableIndexes, Tombstone,
+    name_key, ApplyError, Catalog, HealthCheck, KvEntry, Node, PreparedQuery, Response, Service, Session, TableIndexes,
+    Tombstone,
 };
 
 /// The first bytes of a `/v1/snapshot` archive.
@@ -30,6 +31,9 @@ pub struct CatalogSnapshot {
     pub tables: TableIndexes,
     pub service_index: Vec<(String, u64)>,
     pub node_index: Vec<(String, u64)>,
+    /// Absent from archives written before prepared queries existed.
+    #[serde(default)]
+    pub prepared_queries: Vec<PreparedQuery>,
 }
 
 impl CatalogSnapshot {
@@ -91,7 +95,17 @@ impl CatalogSnapshot {
         for (_, t) in &mut self.tombstones {
             t.index = index;
         }
-        self.tables = TableIndexes { nodes: index, services: index, checks: index, kv: index, sessions: index };
+        for q in &mut self.prepared_queries {
+            (q.create_index, q.modify_index) = (index, index);
+        }
+        self.tables = TableIndexes {
+            nodes: index,
+            services: index,
+            checks: index,
+            kv: index,
+            sessions: index,
+            prepared_queries: index,
+        };
         for (_, i) in self.service_index.iter_mut().chain(self.node_index.iter_mut()) {
             *i = index;
         }
@@ -127,6 +141,7 @@ impl Catalog {
             tables: self.tables,
             service_index: self.service_index.iter().map(|(k, i)| (k.clone(), *i)).collect(),
             node_index: self.node_index.iter().map(|(k, i)| (k.clone(), *i)).collect(),
+            prepared_queries: self.prepared_queries.values().cloned().collect(),
         }
     }
 
@@ -162,6 +177,8 @@ impl Catalog {
         c.lock_delays = snap.lock_delays.into_iter().collect();
         c.service_index = snap.service_index.into_iter().collect();
         c.node_index = snap.node_index.into_iter().collect();
+        c.restore_prepared_queries(snap.prepared_queries)
+            .map_err(|v| format!("snapshot is not self-consistent: {v}"))?;
         c.verify().map_err(|v| format!("snapshot is not self-consistent: {v}"))?;
         Ok(c)
     }
