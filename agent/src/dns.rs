@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use legate_core::catalog::query::Filter;
 use legate_core::catalog::{Query, QueryValue};
-use legate_core::dns::{self, CatalogData, CatalogRead, DnsConfig, Failure, Lookup, Reject, Request, Transport};
+use legate_core::dns::{
+    self, CatalogData, CatalogRead, DnsConfig, Failure, Lookup, PreparedAnswer, Reject, Request, Transport,
+};
 use legate_runtime::api::Api as _;
 use legate_runtime::{Consistency, QueryOptions, ReadError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -22,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::backend::Routes;
 use crate::dns_cache::DnsCache;
+use crate::prepared::{self, ExecuteError, ExecuteOptions};
 
 /// Queries being answered at once, over both transports; a UDP query beyond this is dropped
 /// (the client retries), a TCP one waits for [`PERMIT_WAIT`].
@@ -298,10 +301,30 @@ pub(crate) async fn read_data(routes: &Routes, opts: &QueryOptions, read: &Catal
             Query::ServiceHealth { name: name.clone(), filter: tags(tag), passing_only: false }
         }
         CatalogRead::Node { name, .. } => Query::NodeServices { node: name.clone() },
+        CatalogRead::PreparedQuery { name, dc } => return execute_prepared(routes, opts, name, dc).await,
     };
     let result = backend.read(opts, query).await?;
     let data = data_of(result.answer.value)?;
     Ok(DataRead { data, index: result.answer.index, last_contact_ms: result.last_contact_ms })
+}
+
+/// Executes a prepared query (failover included) for `<name>.query[.<dc>]`.
+async fn execute_prepared(routes: &Routes, opts: &QueryOptions, name: &str, dc: &str) -> Result<DataRead, ReadError> {
+    let options = ExecuteOptions { read: *opts, limit: 0 };
+    match prepared::execute(routes, name, Some(dc), &options).await {
+        Ok(executed) => {
+            let (index, last_contact_ms) = (executed.meta.answer.index, executed.meta.last_contact_ms);
+            let answer = PreparedAnswer {
+                ttl_s: executed.query.dns_ttl_s(),
+                service: executed.service,
+                instances: executed.nodes,
+                datacenter: executed.datacenter,
+            };
+            Ok(DataRead { data: CatalogData::Prepared(Some(answer)), index, last_contact_ms })
+        }
+        Err(ExecuteError::NotFound) => Ok(DataRead { data: CatalogData::Prepared(None), index: 0, last_contact_ms: 0 }),
+        Err(ExecuteError::Read(e)) => Err(e),
+    }
 }
 
 /// The catalog's answer as core's DNS takes it.
@@ -317,14 +340,16 @@ fn data_of(value: QueryValue) -> Result<CatalogData, ReadError> {
 /// What core asked for: from the cache when stale reads are allowed and the name was asked
 /// recently, else read (and, with stale reads allowed, cached and kept current from then on).
 async fn catalog_data(ctx: &Ctx, read: CatalogRead) -> Result<CatalogData, ReadError> {
-    if ctx.cfg.allow_stale {
+    // A prepared query's answer depends on other datacenters (its failover): never cached.
+    let cacheable = !matches!(read, CatalogRead::PreparedQuery { .. });
+    if ctx.cfg.allow_stale && cacheable {
         if let Some(data) = ctx.cache.get(&read) {
             ctx.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(data);
         }
     }
     let found = read_catalog(ctx, &read).await?;
-    if ctx.cfg.allow_stale {
+    if ctx.cfg.allow_stale && cacheable {
         ctx.cache.insert(&ctx.routes, read, found.data.clone(), found.index);
     }
     Ok(found.data)

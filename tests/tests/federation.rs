@@ -7,26 +7,63 @@
 use std::time::Duration;
 
 use legate_tests::cluster::{Cluster, Proc};
-use legate_tests::{run_cli, wait_for, wait_until};
+use legate_tests::{dig_short, free_port, run_cli, wait_for, wait_until};
 use serde_json::{json, Value};
 
 const FEDERATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Registers service `web` at `address` on `agent` with a TTL check, passing.
+fn register_web(agent: &Proc, address: &str) {
+    let body = json!({"Name": "web", "Address": address, "Port": 80, "Check": {"TTL": "10m"}});
+    assert_eq!(agent.put("/v1/agent/service/register", body.to_string()).status, 200);
+    set_web(agent, "pass");
+}
+
+/// `pass`, `warn` or `fail` on the web instance's TTL check.
+fn set_web(agent: &Proc, verb: &str) {
+    let r = agent.put(&format!("/v1/agent/check/{verb}/service:web"), "");
+    assert_eq!(r.status, 200, "{verb}: {}", r.text());
+}
+
+fn post_json(agent: &Proc, path: &str, body: &Value) -> Value {
+    let r = agent.try_request("POST", path, Some(body.to_string().as_bytes())).expect("the agent answers");
+    assert_eq!(r.status, 200, "POST {path}: {}", r.text());
+    r.json()
+}
+
+/// `dig +short SRV`: the answer lines.
+fn dig_srv(port: u16, name: &str) -> Vec<String> {
+    let out = std::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1", "+short", name, "SRV"])
+        .output()
+        .expect("run dig");
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+}
+
+fn set(items: &[&str]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
 
 /// One server per datacenter, a client agent in dc1, and dc1 federated with dc2 from the CLI.
 struct TwoDcs {
     dc1: Cluster,
     dc2: Cluster,
+    /// The client agent's DNS port.
+    dns_port: u16,
 }
 
 impl TwoDcs {
     fn start() -> TwoDcs {
         let mut dc1 = Cluster::start_with(1, &["-datacenter", "dc1"]);
         let dc2 = Cluster::start_with(1, &["-datacenter", "dc2"]);
-        dc1.start_client(&[0]);
+        let dns_port = free_port();
+        dc1.start_client_with(&[0], &["-dns-port", &dns_port.to_string()]);
         let (code, out, err) = run_cli(&["join", "-wan", &dc2.servers[0].wan_addr()], &dc1.servers[0].http_addr());
         assert_eq!(code, 0, "legate join -wan: {out} {err}");
-        let both = TwoDcs { dc1, dc2 };
-        for (agent, expected) in [(both.server1(), ["dc1", "dc2"]), (both.client(), ["dc1", "dc2"]), (both.server2(), ["dc2", "dc1"])] {
+        let both = TwoDcs { dc1, dc2, dns_port };
+        for (agent, expected) in
+            [(both.server1(), ["dc1", "dc2"]), (both.client(), ["dc1", "dc2"]), (both.server2(), ["dc2", "dc1"])]
+        {
             let seen = wait_until(FEDERATE_TIMEOUT, || agent.get("/v1/catalog/datacenters").json() == json!(expected));
             assert!(seen, "{} never listed {expected:?}: {}", agent.name, agent.get("/v1/catalog/datacenters").text());
         }
@@ -86,7 +123,8 @@ fn two_datacenters_federate_and_each_keeps_its_own_state() {
     // A blocking query for dc2 waits in dc2 and answers dc2's change.
     let index = c.get("/v1/kv/app/config?dc=dc2").index();
     let url = c.url(&format!("/v1/kv/app/config?dc=dc2&index={index}&wait=30s"));
-    let blocked = std::thread::spawn(move || legate_tests::Http::new(Duration::from_secs(60)).request("GET", &url, None));
+    let blocked =
+        std::thread::spawn(move || legate_tests::Http::new(Duration::from_secs(60)).request("GET", &url, None));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!blocked.is_finished(), "the blocking query waits for a change in dc2");
     assert_eq!(s2.put("/v1/kv/app/config", "changed-in-dc2").text(), "true");
@@ -137,7 +175,12 @@ fn an_unknown_datacenter_has_no_path() {
             ("PUT", "/v1/session/create?dc=dc9"),
         ] {
             let r = agent.try_request(method, path, Some(b"{}")).expect("the agent answers");
-            assert_eq!((r.status, r.text()), (500, "No path to datacenter".to_string()), "{} {method} {path}", agent.name);
+            assert_eq!(
+                (r.status, r.text()),
+                (500, "No path to datacenter".to_string()),
+                "{} {method} {path}",
+                agent.name
+            );
         }
     }
     // Datacenter names match whatever their case (Consul lowercases them).
@@ -179,4 +222,76 @@ fn a_lost_datacenter_leaves_the_other_fully_working_and_comes_back() {
     assert_eq!(back.as_deref(), Some("1"), "dc2's data survived and is reachable again");
     let list: Value = dcs.server1().get("/v1/catalog/datacenters").json();
     assert_eq!(list, json!(["dc1", "dc2"]));
+}
+
+#[test]
+fn dns_names_another_datacenter_and_prepared_queries_fail_over_to_it() {
+    let dcs = TwoDcs::start();
+    let (c, s2, dns) = (dcs.client(), dcs.server2(), dcs.dns_port);
+    register_web(c, "10.1.0.1");
+    register_web(s2, "10.2.0.1");
+
+    // DNS on dc1's client agent answers for both datacenters.
+    let answers = |name: &str| wait_for(FEDERATE_TIMEOUT, || Some(dig_short(dns, name)).filter(|a| !a.is_empty()));
+    assert_eq!(answers("web.service.consul"), Some(set(&["10.1.0.1"])));
+    assert_eq!(answers("web.service.dc2.consul"), Some(set(&["10.2.0.1"])));
+    let srv = dig_srv(dns, "_web._tcp.service.dc2.consul");
+    assert!(!srv.is_empty() && srv.iter().all(|r| r.ends_with(".addr.dc2.consul.")), "SRV targets name dc2: {srv:?}");
+    assert!(dig_short(dns, "web.service.dc9.consul").is_empty(), "an unknown datacenter has no answer");
+
+    // A prepared query with failover, created through the client agent.
+    let created = post_json(
+        c,
+        "/v1/query",
+        &json!({
+            "Name": "web-geo",
+            "Service": {"Service": "web", "Failover": {"NearestN": 1}},
+            "DNS": {"TTL": "5s"}
+        }),
+    );
+    let id = created["ID"].as_str().expect("an ID").to_string();
+    let listed = post_json(
+        c,
+        "/v1/query",
+        &json!({
+            "Name": "web-listed", "Service": {"Service": "web", "Failover": {"Datacenters": ["dc9", "dc2"]}}
+        }),
+    );
+    assert!(listed["ID"].is_string(), "{listed}");
+
+    let execute = |query: &str| {
+        let r = c.get(&format!("/v1/query/{query}/execute"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        let addresses: Vec<String> = body["Nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["Service"]["Address"].as_str().unwrap().to_string())
+            .collect();
+        (body["Datacenter"].as_str().unwrap().to_string(), body["Failovers"].as_u64().unwrap(), addresses)
+    };
+    assert_eq!(execute(&id), ("dc1".to_string(), 0, vec!["10.1.0.1".to_string()]));
+    assert_eq!(answers("web-geo.query.consul"), Some(set(&["10.1.0.1"])));
+
+    // dc1's only instance goes critical: the queries answer from dc2.
+    set_web(c, "fail");
+    assert_eq!(execute("web-geo"), ("dc2".to_string(), 1, vec!["10.2.0.1".to_string()]), "NearestN 1 is dc2");
+    assert_eq!(
+        execute("web-listed"),
+        ("dc2".to_string(), 1, vec!["10.2.0.1".to_string()]),
+        "unknown dc9 skipped uncounted, as Consul does"
+    );
+    let failed_over =
+        wait_for(FEDERATE_TIMEOUT, || Some(dig_short(dns, "web-geo.query.consul")).filter(|a| a.contains("10.2.0.1")));
+    assert_eq!(failed_over, Some(set(&["10.2.0.1"])), "DNS follows the failover");
+    assert!(dig_short(dns, "web.service.consul").is_empty(), "while the plain name has no healthy dc1 instance");
+
+    // Healthy again: back to dc1.
+    set_web(c, "pass");
+    assert_eq!(execute(&id).0, "dc1");
+    let back =
+        wait_for(FEDERATE_TIMEOUT, || Some(dig_short(dns, "web-geo.query.consul")).filter(|a| a.contains("10.1.0.1")));
+    assert_eq!(back, Some(set(&["10.1.0.1"])));
+    assert!(dig_short(dns, "nope.query.consul").is_empty(), "an unknown query has no answer");
 }

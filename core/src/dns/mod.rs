@@ -25,8 +25,11 @@
 //! records are dropped whole, additional section first, and TC is set whenever something was
 //! left out, so a UDP client knows to retry over TCP.
 //!
-//! Deferred: prepared queries answer NXDOMAIN ([`Request::catalog_read`] is where their read
-//! plugs in), hostname addresses give no CNAME, WAN translation uses the `wan` tagged address
+//! `<name>.query[.<dc>].<domain>` is a prepared query's execution: the instances its rules
+//! (and its failover) chose, all shown, named in the datacenter that had them, with its
+//! `DNS.TTL`. No such query: NXDOMAIN.
+//!
+//! Deferred: hostname addresses give no CNAME, WAN translation uses the `wan` tagged address
 //! only (not `wan_ipv4`/`wan_ipv6` by query type), EDNS versions other than 0 are not refused
 //! with BADVERS.
 
@@ -213,7 +216,7 @@ impl Request {
     }
 
     /// The catalog read the answer needs, or `None` when it is answered without one (an
-    /// address, an unknown name, a prepared query for now, a name outside the domain). The
+    /// address, an unknown name, a name outside the domain). The
     /// read is of the datacenter the name points at, this one or another.
     pub fn catalog_read(&self, cfg: &DnsConfig) -> Option<CatalogRead> {
         match &self.lookup {
@@ -224,9 +227,9 @@ impl Request {
                 wan_addresses: cfg.wan_addresses_for(dc),
             }),
             Lookup::Node { name, dc } => Some(CatalogRead::Node { name: name.clone(), dc: dc.clone() }),
-            // Prepared queries answer NXDOMAIN until they are executed; their read
-            // (`CatalogRead::PreparedQuery { name, dc }`) plugs in here.
-            Lookup::PreparedQuery { .. } => None,
+            Lookup::PreparedQuery { name, dc } => {
+                Some(CatalogRead::PreparedQuery { name: name.clone(), dc: dc.clone() })
+            }
             // `<hex>.addr[.dc]` spells its answer whatever the datacenter, as Consul's does.
             Lookup::Addr { .. } | Lookup::Apex | Lookup::OutsideDomain | Lookup::Unknown => None,
         }
@@ -247,13 +250,18 @@ pub enum CatalogRead {
     ServiceHealth { name: String, tag: Option<String>, dc: String, wan_addresses: bool },
     /// The node by name, in datacenter `dc`.
     Node { name: String, dc: String },
+    /// The execution of the prepared query with this ID or name, stored in datacenter `dc`
+    /// (its failover may take the instances from another): [`CatalogData::Prepared`].
+    PreparedQuery { name: String, dc: String },
 }
 
 impl CatalogRead {
     /// The datacenter read.
     pub fn datacenter(&self) -> &str {
         match self {
-            CatalogRead::ServiceHealth { dc, .. } | CatalogRead::Node { dc, .. } => dc,
+            CatalogRead::ServiceHealth { dc, .. }
+            | CatalogRead::Node { dc, .. }
+            | CatalogRead::PreparedQuery { dc, .. } => dc,
         }
     }
 }
@@ -270,6 +278,21 @@ pub enum CatalogData {
     ServicesFull(Vec<crate::catalog::query::ServiceHealth>),
     /// The node, if it exists ([`CatalogRead::Node`]).
     Node(Option<crate::catalog::Node>),
+    /// A prepared query's execution ([`CatalogRead::PreparedQuery`]); `None`: no such query.
+    Prepared(Option<PreparedAnswer>),
+}
+
+/// What a prepared query's execution gives DNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedAnswer {
+    /// The service the query selects (its TTL is the default).
+    pub service: String,
+    /// The instances its rules kept: all are shown, `only_passing` does not apply.
+    pub instances: Vec<crate::catalog::query::ServiceHealth>,
+    /// The datacenter the instances are in (another one after a failover).
+    pub datacenter: String,
+    /// The query's own `DNS.TTL`, when it sets one.
+    pub ttl_s: Option<u32>,
 }
 
 /// Why a packet got no normal answer.

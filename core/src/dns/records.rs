@@ -34,16 +34,21 @@ pub(super) fn healthy_shuffled(
     cfg: &DnsConfig,
     rng: &mut impl RngCore,
 ) -> Vec<(Endpoint, Status)> {
+    let healthy = instances.into_iter().filter(|h| match h.status {
+        Status::Passing => true,
+        Status::Warning => !cfg.only_passing,
+        Status::Critical => false,
+    });
+    shuffled(healthy.collect(), rng)
+}
+
+/// Every instance, shuffled: a prepared query's answer, whose instances its own rules chose.
+pub(super) fn shuffled(instances: Vec<Endpoint>, rng: &mut impl RngCore) -> Vec<(Endpoint, Status)> {
     let mut shown: Vec<(Endpoint, Status)> = instances
         .into_iter()
         .map(|h| {
             let status = h.status;
             (h, status)
-        })
-        .filter(|(_, status)| match status {
-            Status::Passing => true,
-            Status::Warning => !cfg.only_passing,
-            Status::Critical => false,
         })
         .collect();
     shuffle(&mut shown, rng);

@@ -194,7 +194,11 @@ fn catalog_read_names_the_datacenter_of_the_name() {
     assert_ne!(read("web.service.consul."), read("web.service.dc2.consul."));
     assert_eq!(read("7f000001.addr.consul."), None);
     assert_eq!(read("7f000001.addr.dc2.consul."), None);
-    assert_eq!(read("geo.query.dc2.consul."), None, "prepared queries are not executed yet");
+    assert_eq!(
+        read("geo.query.dc2.consul."),
+        Some(CatalogRead::PreparedQuery { name: "geo".into(), dc: "dc2".into() })
+    );
+    assert_eq!(read("geo.query.consul.").unwrap().datacenter(), "dc1");
 }
 
 #[test]
@@ -383,6 +387,46 @@ fn another_datacenters_service_answers_its_instances() {
     assert!(msg.metadata.authoritative);
     assert_eq!(a_records(&msg), ips(&["10.0.0.1"]));
     assert!(msg.answers.iter().all(|r| r.name.to_ascii() == "web.service.dc2.consul."));
+}
+
+fn prepared(instances: Vec<ServiceHealth>, datacenter: &str, ttl_s: Option<u32>) -> CatalogData {
+    CatalogData::Prepared(Some(PreparedAnswer {
+        service: "web".into(),
+        instances,
+        datacenter: datacenter.into(),
+        ttl_s,
+    }))
+}
+
+#[test]
+fn a_prepared_query_shows_what_its_rules_chose_named_in_the_answering_datacenter() {
+    // Its rules kept a warning instance and one whose only critical check it ignores: both
+    // show, even with only_passing (the query decides, as in Consul).
+    let c = DnsConfig { only_passing: true, ..cfg() };
+    let chosen = vec![web(1, Status::Warning), web(2, Status::Critical)];
+    let req = ask("geo.query.consul.", RecordType::A, Transport::Udp, None, &c);
+    let msg = decode(&answer(&req, prepared(chosen.clone(), "dc2", Some(30)), &c, &mut rng()));
+    assert_eq!(a_records(&msg), ips(&["10.0.0.1", "10.0.0.2"]));
+    assert!(msg.answers.iter().all(|r| r.ttl == 30), "the query's DNS TTL");
+    // After a failover the targets name the datacenter that answered.
+    let req = ask("geo.query.consul.", RecordType::SRV, Transport::Udp, None, &c);
+    let msg = decode(&answer(&req, prepared(chosen, "dc2", None), &c, &mut rng()));
+    let targets: Vec<String> = srv_records(&msg).into_iter().map(|(.., t)| t).collect();
+    assert_eq!(targets, ["n1.node.dc2.consul.", "n2.node.dc2.consul."]);
+    // With translate_wan_addrs, another datacenter's answer shows WAN addresses.
+    let req = ask("geo.query.consul.", RecordType::A, Transport::Udp, None, &translating());
+    let msg = decode(&answer(&req, prepared(vec![web_wan(4)], "dc2", None), &translating(), &mut rng()));
+    assert_eq!(a_records(&msg), ips(&["203.0.113.4"]));
+}
+
+#[test]
+fn an_unknown_or_empty_prepared_query_is_nxdomain() {
+    let req = udp("geo.query.consul.", RecordType::A);
+    for data in [CatalogData::Prepared(None), prepared(Vec::new(), "dc1", None)] {
+        let msg = decode(&answer(&req, data, &cfg(), &mut rng()));
+        assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+        assert!(!msg.authorities.is_empty(), "with the SOA");
+    }
 }
 
 #[test]
@@ -751,6 +795,12 @@ proptest! {
             }
             Some(CatalogRead::ServiceHealth { wan_addresses: true, .. }) => CatalogData::ServicesFull(instances),
             Some(CatalogRead::Node { .. }) => CatalogData::Node(instances.into_iter().next().map(|h| h.node)),
+            Some(CatalogRead::PreparedQuery { .. }) => CatalogData::Prepared(Some(PreparedAnswer {
+                service: "web".into(),
+                instances,
+                datacenter: "dc2".into(),
+                ttl_s: None,
+            })),
             None => CatalogData::Nothing,
         };
         let packet = answer(&req, data, &c, &mut ChaCha8Rng::seed_from_u64(seed));

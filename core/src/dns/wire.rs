@@ -80,6 +80,17 @@ pub fn answer(req: &Request, data: CatalogData, cfg: &DnsConfig, rng: &mut impl 
             let instances = instances.iter().map(|h| translate::endpoint(h, translate)).collect();
             service_records(&owner, name, dc, instances, qtype, cfg, rng)
         }
+        (Lookup::PreparedQuery { .. }, CatalogData::Prepared(Some(p))) => {
+            let translate = cfg.wan_addresses_for(&p.datacenter);
+            let instances = p.instances.iter().map(|h| translate::endpoint(h, translate)).collect();
+            let shown = records::shuffled(instances, rng);
+            let ttl = p.ttl_s.unwrap_or_else(|| cfg.service_ttl(&p.service));
+            match qtype {
+                _ if shown.is_empty() => None,
+                RecordType::SRV => Some(records::service_srv(&owner, &shown, &p.datacenter, cfg, ttl)),
+                _ => Some(records::service_addresses(&owner, &shown, qtype, ttl)),
+            }
+        }
         (Lookup::Node { dc, .. }, CatalogData::Node(Some(node))) => {
             let address = translate::node_address(&node, cfg.wan_addresses_for(dc));
             Some(records::node_records(&owner, &node, address, qtype, cfg.node_ttl_s))
@@ -93,7 +104,7 @@ pub fn answer(req: &Request, data: CatalogData, cfg: &DnsConfig, rng: &mut impl 
             let answers = records::soa(cfg).filter(|_| wants_soa).into_iter().collect();
             Some(Records { answers, additionals: Vec::new() })
         }
-        // Unknown names, prepared queries (deferred), and data that does not match the
+        // Unknown names, unknown prepared queries, and data that does not match the
         // lookup (the driver read nothing, or something else): the name does not exist.
         _ => None,
     };
