@@ -35,7 +35,8 @@
 //! - [`scenario`]: Jepsen-style scenario files.
 //! - [`workload`]: the clients' workloads (KV register, locks, services, transactions).
 //! - [`run`]: one seeded run of a scenario, and the report the checkers produce.
-//! - [`world`]: simulated server and client processes running the production server code.
+//! - [`world`]: simulated server and client processes running the production server code, in
+//!   one datacenter or several federated over a simulated WAN.
 //!
 //! [madsim]: https://docs.rs/madsim
 

@@ -17,6 +17,8 @@ use madsim::rand::{thread_rng, Rng};
 use openraft::storage::{RaftLogReader as _, RaftLogStorage as _};
 use openraft::ServerState;
 
+use crate::check::local_availability::AvailabilityBounds;
+use crate::check::wan_fail_fast::FailFastBounds;
 use crate::check::{self, Applied, IndexEvent, LeaderObserved, Verdict, Violation, WriteAfterHeal};
 use crate::check::{LivenessBounds, LivenessObservations};
 use crate::scenario::{Bootstrap, Checker, Nemesis, Plant, Scenario};
@@ -24,11 +26,11 @@ use crate::workload::kv::KvRun;
 use crate::workload::lock::LockRun;
 use crate::workload::service::ServiceRun;
 use crate::workload::txn::TxnRun;
-use crate::workload::{think_time, Ctx, End, Outcome};
+use crate::workload::{think_time, Ctx, End, Outcome, WanFacts};
 use crate::world::client::SimClient;
 use crate::world::faults::FaultDriver;
 use crate::world::skew::{set_skew, Skew};
-use crate::world::{client_ip, Cluster, ClusterOptions, RaftTiming};
+use crate::world::{client_ip, client_ip_in, Cluster, ClusterOptions, RaftTiming, World};
 use crate::MadsimRuntime;
 
 /// How long a client waits for an answer before recording its op as indeterminate.
@@ -109,6 +111,9 @@ pub fn checker_module(checker: Checker) -> &'static str {
         Checker::IndexMonotonicity => "monotonic",
         Checker::RaftSafety => "raft_safety",
         Checker::Liveness => "liveness",
+        Checker::DcIsolation => "dc_isolation",
+        Checker::LocalAvailability => "local_availability",
+        Checker::WanFailFast => "wan_fail_fast",
     }
 }
 
@@ -194,6 +199,8 @@ fn planted(scenario: &Scenario) -> Planted {
             Plant::StaleConsistentRead => p.stale_consistent_read = true,
             Plant::IgnoreLockDelay => p.ignore_lock_delay = true,
             Plant::ForgetSessionInvalidation => p.forget_session_invalidation = true,
+            // Planted in the simulator's federation layer (see `ClusterOptions`), not in core.
+            Plant::ForwardWriteLocally => {}
         }
     }
     p
@@ -213,47 +220,55 @@ async fn run(scenario: Scenario) -> RunReport {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let now = move || start.elapsed();
     let servers = scenario.topology.servers as usize;
+    let timing = RaftTiming::default();
     let options = ClusterOptions {
-        timing: RaftTiming::default(),
+        timing,
         planted: planted(&scenario),
         bootstrap_expect: scenario.topology.bootstrap == Bootstrap::Expect,
+        forward_writes_locally: scenario.plant.is_some_and(|p| p.bug == Plant::ForwardWriteLocally),
         ..Default::default()
     };
-    let cluster = Cluster::start_with(servers, options);
+    let names = scenario.topology.datacenters.clone();
+    let wan_latency = Duration::from_nanos(scenario.topology.wan_latency_ns);
+    let world = World::start(&names, servers, options, wan_latency);
+    let federated = world.is_federated();
     let mut trace: Vec<String> = Vec::new();
 
     // Every server's clock error for the whole run.
     let clocks = scenario.clocks;
-    let mut base_skews = Vec::with_capacity(servers);
-    for (i, slot) in cluster.servers.iter().enumerate() {
-        let offset = clocks.offset_max_ns as i64;
-        let drift = clocks.drift_max_ppm as i32;
-        let skew = Skew {
-            offset_ns: if offset > 0 { thread_rng().gen_range(-offset..=offset) } else { 0 },
-            drift_ppm: if drift > 0 { thread_rng().gen_range(-drift..=drift) } else { 0 },
-        };
-        set_skew(slot.node.id(), skew);
-        if skew != Skew::default() {
-            trace.push(format!("{:>10.3}s s{i} clock offset {}ns drift {}ppm", 0.0, skew.offset_ns, skew.drift_ppm));
+    let mut base_skews = Vec::with_capacity(servers * names.len());
+    for (dc, cluster) in world.datacenters.iter().enumerate() {
+        for (i, slot) in cluster.servers.iter().enumerate() {
+            let offset = clocks.offset_max_ns as i64;
+            let drift = clocks.drift_max_ppm as i32;
+            let skew = Skew {
+                offset_ns: if offset > 0 { thread_rng().gen_range(-offset..=offset) } else { 0 },
+                drift_ppm: if drift > 0 { thread_rng().gen_range(-drift..=drift) } else { 0 },
+            };
+            set_skew(slot.node.id(), skew);
+            if skew != Skew::default() {
+                let (label, offset, drift) = (world.label(dc, i), skew.offset_ns, skew.drift_ppm);
+                trace.push(format!("{:>10.3}s {label} clock offset {offset}ns drift {drift}ppm", 0.0));
+            }
+            base_skews.push(skew);
         }
-        base_skews.push(skew);
     }
 
     let workloads = Workloads {
-        kv: scenario.kv().map(KvRun::new),
+        kv: scenario.kv().map(|kv| KvRun::in_datacenters(kv, &names)),
         lock: scenario.lock().map(LockRun::new),
         service: scenario.service().map(ServiceRun::new),
         txn: scenario.txn().map(TxnRun::new),
     };
 
-    // Client processes, one madsim node each.
+    // Client processes, one madsim node each. KV clients take the datacenters in turn; the
+    // other workloads run in one datacenter.
     let stop = Arc::new(AtomicBool::new(false));
-    let addrs = cluster.addrs();
-    let mut plans: Vec<(&'static str, u64, Duration)> = Vec::new();
+    let mut plans: Vec<(&'static str, u64, Duration, usize)> = Vec::new();
     let mut plan = |kind: &'static str, clients: u32, rate: u32| {
-        for _ in 0..clients {
+        for k in 0..clients as usize {
             let id = plans.len() as u64 + 1;
-            plans.push((kind, id, think_time(rate, clients)));
+            plans.push((kind, id, think_time(rate, clients), k % names.len()));
         }
     };
     if let Some(spec) = scenario.kv() {
@@ -271,15 +286,18 @@ async fn run(scenario: Scenario) -> RunReport {
     let mut tasks = Vec::new();
     // Every node this run creates, killed at the end (see below).
     let mut nodes = Vec::new();
-    for (kind, id, think) in plans.iter().copied() {
-        let node = cluster.handle.create_node().name(format!("c{id}-{kind}")).ip(client_ip(id as usize - 1)).build();
+    for (kind, id, think, home) in plans.iter().copied() {
+        let ip = client_address(federated, home, id);
+        let node = world.handle.create_node().name(format!("c{id}-{kind}")).ip(ip).build();
         nodes.push(node.id());
-        let (addrs, stop, observer) = (addrs.clone(), stop.clone(), cluster.observer.clone());
+        let cluster = &world.datacenters[home];
+        let (addrs, stop, observer) = (cluster.addrs(), stop.clone(), cluster.observer.clone());
         let (kv, lock, service, txn) =
             (workloads.kv.clone(), workloads.lock.clone(), workloads.service.clone(), workloads.txn.clone());
         tasks.push(node.spawn(async move {
-            let client = SimClient::connect(addrs).await;
-            let ctx = Ctx::new(client, id, CALL_TIMEOUT, think, start, stop).skipping_refused(observer);
+            let client = connect(federated, ip, addrs).await;
+            let ctx =
+                Ctx::new(client, id, CALL_TIMEOUT, think, start, stop).skipping_refused(observer).in_datacenter(home);
             match kind {
                 "kv" => kv.expect("kv workload").client(ctx).await,
                 "lock" => lock.expect("lock workload").client(ctx).await,
@@ -290,13 +308,14 @@ async fn run(scenario: Scenario) -> RunReport {
     }
     // Observers (server-side oracles), on their own node.
     let observer_id = plans.len() as u64 + 1;
-    let observer_node = cluster.handle.create_node().name("oracle").ip(client_ip(observer_id as usize - 1)).build();
+    let observer_node = world.handle.create_node().name("oracle").ip(client_address(federated, 0, observer_id)).build();
     nodes.push(observer_node.id());
     let mut observer_tasks = Vec::new();
     {
-        let (addrs, stop) = (addrs.clone(), stop.clone());
+        let first = &world.datacenters[0];
+        let (addrs, stop) = (first.addrs(), stop.clone());
         let lock = workloads.lock.clone();
-        let observer = cluster.observer.clone();
+        let observer = first.observer.clone();
         observer_tasks.push(observer_node.spawn(async move {
             let client = SimClient::connect(addrs).await;
             let ctx = Ctx::new(client, observer_id, CALL_TIMEOUT, Duration::from_millis(10), start, stop);
@@ -308,19 +327,18 @@ async fn run(scenario: Scenario) -> RunReport {
 
     // Safety phase: faults, while observing leaders for election safety.
     let mut driver = FaultDriver::new(base_skews);
-    let mut leaders: Vec<LeaderObserved> = Vec::new();
-    let mut leader_log: Vec<(Duration, u64, u64)> = Vec::new();
+    let mut leaders = Leaders::new(names.len());
     let safety_end = Duration::from_nanos(scenario.phases.safety_ns);
     let clock_max = (clocks.offset_max_ns, clocks.drift_max_ppm);
     match &scenario.nemesis {
-        Nemesis::None => observe_leaders(&cluster, &mut leaders, &mut leader_log, start, safety_end).await,
+        Nemesis::None => observe_leaders(&world, &mut leaders, start, safety_end).await,
         Nemesis::Random(spec) => {
             let mut next_draw = Duration::from_nanos(spec.interval_ns);
             while now() < safety_end {
                 let until = next_draw.min(safety_end);
-                observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, until).await;
+                observe_until(&world, &mut driver, &mut leaders, start, until).await;
                 if now() >= next_draw && now() < safety_end {
-                    driver.draw(&cluster, spec, clock_max, now());
+                    driver.draw(&world, spec, clock_max, now());
                     // Jitter the next draw by up to half an interval either way.
                     let jitter = thread_rng().gen_range(0..=spec.interval_ns);
                     next_draw = now() + Duration::from_nanos(spec.interval_ns / 2 + jitter);
@@ -330,26 +348,33 @@ async fn run(scenario: Scenario) -> RunReport {
         Nemesis::Schedule(entries) => {
             for entry in entries {
                 let at = Duration::from_nanos(entry.at_ns);
-                observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, at).await;
-                driver.apply(&cluster, &entry.fault, now(), Duration::from_nanos(entry.duration_ns));
+                observe_until(&world, &mut driver, &mut leaders, start, at).await;
+                let duration = Duration::from_nanos(entry.duration_ns);
+                driver.apply_in(&world, &entry.fault, entry.datacenter, now(), duration);
             }
-            observe_until(&cluster, &mut driver, &mut leaders, &mut leader_log, start, safety_end).await;
+            observe_until(&world, &mut driver, &mut leaders, start, safety_end).await;
         }
     }
 
     // Liveness phase: everything healed (crashed servers restarted); the clients keep going.
-    driver.heal(&cluster, now());
+    driver.heal(&world, now());
     crate::world::net::clear_link_faults();
+    crate::world::net::clear_wan_spikes();
     let healed_at = now();
     let liveness_end = safety_end + Duration::from_nanos(scenario.phases.liveness_ns);
-    let mut first_leader_at = None;
+    // When each datacenter was first seen with a leader after the heal.
+    let mut first_leaders: Vec<Option<Duration>> = vec![None; names.len()];
     while now() < liveness_end {
-        if first_leader_at.is_none() && !cluster.observer.leaders().is_empty() {
-            first_leader_at = Some(now());
+        for (dc, cluster) in world.datacenters.iter().enumerate() {
+            if first_leaders[dc].is_none() && !cluster.observer.leaders().is_empty() {
+                first_leaders[dc] = Some(now());
+            }
         }
         let until = (now() + Duration::from_millis(50)).min(liveness_end);
-        observe_leaders(&cluster, &mut leaders, &mut leader_log, start, until).await;
+        observe_leaders(&world, &mut leaders, start, until).await;
     }
+    // Every datacenter has had a leader since the heal from this moment on.
+    let first_leader_at = first_leaders.iter().copied().collect::<Option<Vec<_>>>().and_then(|t| t.into_iter().max());
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         let _ = task.await;
@@ -359,23 +384,46 @@ async fn run(scenario: Scenario) -> RunReport {
     }
     let observed_until = now();
 
-    // The KV workload's final reads (durability), through a fresh client once all settled.
+    // The KV workload's final reads (durability), through a fresh client per datacenter once
+    // all settled.
     if let Some(kv) = &workloads.kv {
-        let id = observer_id + 1;
-        let node = cluster.handle.create_node().name("final").ip(client_ip(id as usize - 1)).build();
-        nodes.push(node.id());
-        let (kv, addrs) = (kv.clone(), addrs.clone());
-        let stop = Arc::new(AtomicBool::new(true));
-        node.spawn(async move {
-            let client = SimClient::connect(addrs).await;
-            kv.settle(Ctx::new(client, id, CALL_TIMEOUT, Duration::ZERO, start, stop)).await;
-        })
-        .await
-        .expect("the final reader runs");
+        for (dc, cluster) in world.datacenters.iter().enumerate() {
+            let id = observer_id + 1 + dc as u64;
+            let name = if dc == 0 { "final".to_string() } else { format!("final-{}", cluster.datacenter) };
+            let ip = client_address(federated, dc, id);
+            let node = world.handle.create_node().name(name).ip(ip).build();
+            nodes.push(node.id());
+            let (kv, addrs) = (kv.clone(), cluster.addrs());
+            let stop = Arc::new(AtomicBool::new(true));
+            node.spawn(async move {
+                let client = connect(federated, ip, addrs).await;
+                kv.settle(Ctx::new(client, id, CALL_TIMEOUT, Duration::ZERO, start, stop).in_datacenter(dc)).await;
+            })
+            .await
+            .expect("the final reader runs");
+        }
     }
 
     // Checkers.
-    let end = End { healed_at, observed_until, clock_offset_max: clock_error_max(&scenario), start, start_unix_ms };
+    let wan = federated.then(|| WanFacts {
+        datacenters: names.clone(),
+        faults: driver.spans.clone(),
+        availability: AvailabilityBounds {
+            grace: Duration::from_millis(timing.election_timeout_max_ms),
+            settle: DISTURBANCE_SETTLE,
+            call_timeout: CALL_TIMEOUT,
+            judged_span_min: Duration::from_secs(5),
+        },
+        fail_fast: FailFastBounds {
+            detect_max: options.wan_probe.detect_max(),
+            recover_max: options.wan_probe.recover_max(),
+            fail_fast_max: FAIL_FAST_MAX,
+            settle: DISTURBANCE_SETTLE,
+            edge: Duration::from_millis(100),
+        },
+    });
+    let end =
+        End { healed_at, observed_until, clock_offset_max: clock_error_max(&scenario), start, start_unix_ms, wan };
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut linearizability = Verdict::Ok;
     if let Some(kv) = workloads.kv {
@@ -394,8 +442,8 @@ async fn run(scenario: Scenario) -> RunReport {
     }
 
     let enabled = |name: &str| {
-        // Checkers outside the scenario format's six (a workload's own: service_health,
-        // txn_atomicity, txn_realtime; or a panic) always count; the six only when the
+        // Checkers outside the scenario format's (a workload's own: service_health,
+        // txn_atomicity, txn_realtime; or a panic) always count; the format's only when the
         // scenario lists them.
         let general = [
             Checker::Linearizability,
@@ -404,6 +452,9 @@ async fn run(scenario: Scenario) -> RunReport {
             Checker::IndexMonotonicity,
             Checker::RaftSafety,
             Checker::Liveness,
+            Checker::DcIsolation,
+            Checker::LocalAvailability,
+            Checker::WanFailFast,
         ];
         match general.iter().find(|c| checker_module(**c) == name) {
             Some(c) => scenario.checkers.contains(c),
@@ -411,8 +462,18 @@ async fn run(scenario: Scenario) -> RunReport {
         }
     };
     let mut violations: Vec<Violation> = Vec::new();
-    let applied = applied_entries(&cluster).await;
-    violations.extend(check::raft_safety::check(&leaders, &applied));
+    // Raft safety per datacenter: each is its own Raft cluster, with its own terms and log.
+    let mut applied_all: Vec<Applied> = Vec::new();
+    for (dc, cluster) in world.datacenters.iter().enumerate() {
+        let applied = applied_entries(cluster).await;
+        for mut v in check::raft_safety::check(&leaders.by_dc[dc], &applied) {
+            if federated {
+                v.message = format!("{}: {}", cluster.datacenter, v.message);
+            }
+            violations.push(v);
+        }
+        applied_all.extend(applied);
+    }
     let index_events: Vec<IndexEvent> = outcomes.iter().flat_map(|o| o.index_events.iter().cloned()).collect();
     violations.extend(check::monotonic::check(&index_events));
     let writes: Vec<WriteAfterHeal> = outcomes.iter().flat_map(|o| o.liveness_writes.iter().cloned()).collect();
@@ -430,18 +491,27 @@ async fn run(scenario: Scenario) -> RunReport {
 
     // The trace: nemesis events, leaders, refusals, then each workload's operations.
     // A server that refuses to start does so on every restart: keep the first refusal of each.
-    let mut refusals = cluster.observer.refusals();
-    let mut seen = std::collections::BTreeSet::new();
-    refusals.retain(|(id, _)| seen.insert(*id));
+    let mut refusals = Vec::new();
+    let mut refusal_lines = Vec::new();
+    for (dc, cluster) in world.datacenters.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (id, error) in cluster.observer.refusals() {
+            if seen.insert(id) {
+                refusal_lines.push(format!("{} refused to start: {error}", world.label(dc, id as usize - 1)));
+                refusals.push((id, if federated { format!("{}: {error}", cluster.datacenter) } else { error }));
+            }
+        }
+    }
     let mut timed: Vec<(Duration, String)> = driver.events.iter().map(|e| (e.at, e.to_string())).collect();
-    for (at, id, term) in &leader_log {
-        timed.push((*at, format!("{:>10.3}s s{} leader term {term}", at.as_secs_f64(), id - 1)));
+    for (at, dc, id, term) in &leaders.log {
+        timed.push((
+            *at,
+            format!("{:>10.3}s {} leader term {term}", at.as_secs_f64(), world.label(*dc, *id as usize - 1)),
+        ));
     }
     timed.sort_by_key(|e| e.0);
     trace.extend(timed.into_iter().map(|(_, line)| line));
-    for (id, error) in &refusals {
-        trace.push(format!("s{} refused to start: {error}", id - 1));
-    }
+    trace.extend(refusal_lines);
     let ops: usize = outcomes.iter().map(|o| o.ops).sum();
     for o in &outcomes {
         trace.extend(o.trace.iter().cloned());
@@ -449,18 +519,20 @@ async fn run(scenario: Scenario) -> RunReport {
     // Kill every node before the runtime goes: killing drops each node's tasks, which breaks
     // the reference cycles between pending tasks (channels, Raft's workers, the observer);
     // dropping the runtime alone would leak the whole world, some 160 MB per seed.
-    cluster.observer.clear();
-    for slot in &cluster.servers {
-        cluster.handle.kill(slot.node.id());
+    for cluster in &world.datacenters {
+        cluster.observer.clear();
+        for slot in &cluster.servers {
+            world.handle.kill(slot.node.id());
+        }
     }
     for node in nodes {
-        cluster.handle.kill(node);
+        world.handle.kill(node);
     }
     let mut hash = Fnv::default();
     for line in &trace {
         hash.write_str(line);
     }
-    for a in &applied {
+    for a in &applied_all {
         hash.write(&a.node.to_le_bytes());
         hash.write(&a.index.to_le_bytes());
         hash.write(&a.digest.to_le_bytes());
@@ -476,6 +548,47 @@ async fn run(scenario: Scenario) -> RunReport {
         refusals,
         trace,
         trace_hash: hash.finish(),
+    }
+}
+
+/// How long after a fault on a datacenter's own servers its clients may still lawfully see
+/// errors: a restarted server catching up, an election after a crash.
+const DISTURBANCE_SETTLE: Duration = Duration::from_secs(5);
+
+/// The slowest a "No path to datacenter" answer may be: a round trip to the client's own
+/// server, far inside the call timeout.
+const FAIL_FAST_MAX: Duration = Duration::from_millis(500);
+
+/// The address of client process `id` (1-based) of datacenter `home`: `10.0.1.<id>` with one
+/// datacenter (as always), `10.<home>.1.<id>` with several.
+fn client_address(federated: bool, home: usize, id: u64) -> std::net::IpAddr {
+    if federated {
+        client_ip_in(home, id as usize - 1)
+    } else {
+        client_ip(id as usize - 1)
+    }
+}
+
+/// A client endpoint: bound to its own address with several datacenters, so the network
+/// knows where it is.
+async fn connect(federated: bool, ip: std::net::IpAddr, addrs: Vec<std::net::SocketAddr>) -> SimClient {
+    if federated {
+        SimClient::connect_from(ip, addrs).await
+    } else {
+        SimClient::connect(addrs).await
+    }
+}
+
+/// The leaders seen so far, per datacenter (each its own Raft cluster, Raft ids from 1).
+struct Leaders {
+    by_dc: Vec<Vec<LeaderObserved>>,
+    /// (when, datacenter, Raft id, term), in the order seen.
+    log: Vec<(Duration, usize, u64, u64)>,
+}
+
+impl Leaders {
+    fn new(datacenters: usize) -> Leaders {
+        Leaders { by_dc: vec![Vec::new(); datacenters], log: Vec::new() }
     }
 }
 
@@ -506,33 +619,29 @@ fn clock_error_max(scenario: &Scenario) -> Duration {
 
 /// Observes leaders until `until` (time since `start`), expiring faults as their time comes.
 async fn observe_until(
-    cluster: &Cluster,
+    world: &World,
     driver: &mut FaultDriver,
-    leaders: &mut Vec<LeaderObserved>,
-    log: &mut Vec<(Duration, u64, u64)>,
+    leaders: &mut Leaders,
     start: Instant,
     until: Duration,
 ) {
     while start.elapsed() < until {
-        driver.expire(cluster, start.elapsed());
+        driver.expire(world, start.elapsed());
         let step = (start.elapsed() + Duration::from_millis(50)).min(until);
-        observe_leaders(cluster, leaders, log, start, step).await;
+        observe_leaders(world, leaders, start, step).await;
     }
-    driver.expire(cluster, start.elapsed());
+    driver.expire(world, start.elapsed());
 }
 
-async fn observe_leaders(
-    cluster: &Cluster,
-    leaders: &mut Vec<LeaderObserved>,
-    log: &mut Vec<(Duration, u64, u64)>,
-    start: Instant,
-    until: Duration,
-) {
+async fn observe_leaders(world: &World, leaders: &mut Leaders, start: Instant, until: Duration) {
     loop {
-        for (id, term, state) in cluster.observer.states() {
-            if state == ServerState::Leader && !leaders.iter().any(|l| l.node == id && l.term == term) {
-                leaders.push(LeaderObserved { node: id, term });
-                log.push((start.elapsed(), id, term));
+        for (dc, cluster) in world.datacenters.iter().enumerate() {
+            for (id, term, state) in cluster.observer.states() {
+                let seen = &mut leaders.by_dc[dc];
+                if state == ServerState::Leader && !seen.iter().any(|l| l.node == id && l.term == term) {
+                    seen.push(LeaderObserved { node: id, term });
+                    leaders.log.push((start.elapsed(), dc, id, term));
+                }
             }
         }
         let now = start.elapsed();

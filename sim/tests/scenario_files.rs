@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use sim::scenario::{
-    Bootstrap, Checker, ErrorKind, Fault, FaultKind, Nemesis, Partition, Plant, Scenario, ScenarioError, Target, Tier,
+    Bootstrap, Checker, DcTarget, ErrorKind, Fault, FaultKind, Nemesis, Partition, Plant, Scenario, ScenarioError,
+    Target, Tier,
 };
 
 /// A valid fast-tier scenario; each malformed case below changes one thing in it. Line numbers
@@ -97,7 +98,13 @@ fn every_scenario_file_parses_and_validates() {
     planted.dedup();
     assert_eq!(
         planted,
-        [Plant::AckBeforeSync, Plant::StaleConsistentRead, Plant::IgnoreLockDelay, Plant::ForgetSessionInvalidation],
+        [
+            Plant::AckBeforeSync,
+            Plant::StaleConsistentRead,
+            Plant::IgnoreLockDelay,
+            Plant::ForgetSessionInvalidation,
+            Plant::ForwardWriteLocally
+        ],
         "every plant has a negative scenario (some have more than one)"
     );
 }
@@ -169,7 +176,8 @@ fn unknown_key_names_line_and_field() {
     assert_eq!(e.kind, ErrorKind::Schema);
     assert_eq!(
         e.to_string(),
-        "scenarios/fast/x.toml:6:1: topology.servres: unknown field `servres`, expected `servers` or `bootstrap`"
+        "scenarios/fast/x.toml:6:1: topology.servres: unknown field `servres`, expected one of `servers`, \
+         `bootstrap`, `datacenters`, `wan_latency`"
     );
 }
 
@@ -524,4 +532,145 @@ fn topology_bootstrap_is_static_or_expect() {
     assert_eq!(expect.topology.bootstrap, Bootstrap::Expect);
     let e = reject(&edit("servers = 3", "servers = 3\nbootstrap = \"magic\""), FAST);
     assert!(e.to_string().contains("topology.bootstrap: must be \"static\" or \"expect\""), "{e}");
+}
+
+/// `BASE` made a federation of `datacenters`, with the KV clients sending a share elsewhere.
+fn federated(datacenters: &str) -> String {
+    edit("servers = 3", &format!("servers = 3\ndatacenters = {datacenters}\nwan_latency = \"20ms\""))
+        .replace("rate_per_s = 10", "rate_per_s = 10\nremote = 0.25")
+}
+
+#[test]
+fn datacenters_are_a_count_or_names() {
+    let one = Scenario::from_str(BASE, FAST).unwrap();
+    assert_eq!(one.topology.datacenters, ["dc1"]);
+    assert!(!one.topology.is_federated());
+    assert_eq!((one.topology.wan_latency_ns, one.kv().unwrap().remote), (0, 0.0));
+
+    let two = Scenario::from_str(&federated("2"), FAST).unwrap();
+    assert_eq!(two.topology.datacenters, ["dc1", "dc2"]);
+    assert_eq!(two.topology.wan_latency_ns, 20_000_000);
+    assert_eq!(two.kv().unwrap().remote, 0.25);
+    let Nemesis::Schedule(entries) = &two.nemesis else { panic!("schedule expected") };
+    assert_eq!(entries[0].datacenter, DcTarget::Random, "a server fault strikes a datacenter drawn from the seed");
+    assert_eq!(entries[0].fault, Fault::Partition(Partition::IsolateLeader));
+
+    let named =
+        Scenario::from_str(&federated(r#"["east", "west", "eu-1"]"#).replace("clients = 2", "clients = 3"), FAST)
+            .unwrap();
+    assert_eq!(named.topology.datacenters, ["east", "west", "eu-1"]);
+
+    for (value, message) in [
+        ("0", "topology.datacenters: must be between 1 and 5 (got 0)"),
+        ("6", "topology.datacenters: must be between 1 and 5 (got 6)"),
+        (r#"["a", "A"]"#, "topology.datacenters[1]: \"A\" is not a datacenter name"),
+        (r#"["a", "a"]"#, "topology.datacenters[1]: \"a\" is listed twice"),
+    ] {
+        let e = reject(&federated(value), FAST);
+        assert!(e.to_string().contains(message), "{value}: {e}");
+    }
+}
+
+#[test]
+fn wan_settings_need_several_datacenters() {
+    let e = reject(&edit("servers = 3", "servers = 3\nwan_latency = \"20ms\""), FAST);
+    assert!(e.to_string().contains("topology.wan_latency: `wan_latency` is the latency between datacenters"), "{e}");
+    let e = reject(&edit("rate_per_s = 10", "rate_per_s = 10\nremote = 0.5"), FAST);
+    assert!(e.to_string().contains("workloads.kv.remote: `remote` sends operations to another datacenter"), "{e}");
+    let e = reject(&federated("2").replace("wan_latency = \"20ms\"", "wan_latency = \"150ms\""), FAST);
+    assert!(e.to_string().contains("topology.wan_latency: must be at most 100ms"), "{e}");
+    let e = reject(&federated("3"), FAST);
+    assert!(
+        e.to_string().contains("workloads.kv.clients: needs a client in every datacenter: at least 3 (got 2)"),
+        "{e}"
+    );
+    let wan_fault = BASE.replace("fault = \"partition\"\nshape = \"isolate-leader\"", "fault = \"wan-partition\"");
+    let e = reject(&wan_fault, FAST);
+    assert!(e.to_string().contains("a \"wan-partition\" fault is about datacenters"), "{e}");
+    let e = reject(&edit("shape = \"isolate-leader\"", "shape = \"isolate-leader\"\ndatacenter = \"dc1\""), FAST);
+    assert!(e.to_string().contains("nemesis.schedule[0].datacenter: `datacenter` picks one of several"), "{e}");
+}
+
+#[test]
+fn wan_faults_name_their_datacenter() {
+    let text = federated("[\"east\", \"west\"]").replace(
+        "[phases]",
+        r#"[[nemesis.schedule]]
+at = "3s"
+fault = "wan-partition"
+datacenter = "west"
+duration = "2s"
+
+[[nemesis.schedule]]
+at = "4s"
+fault = "dc-loss"
+torn_write = true
+duration = "2s"
+
+[[nemesis.schedule]]
+at = "5s"
+fault = "wan-delay"
+latency_max = "200ms"
+duration = "2s"
+
+[phases]"#,
+    );
+    let scenario = Scenario::from_str(&text, FAST).unwrap();
+    let Nemesis::Schedule(entries) = &scenario.nemesis else { panic!("schedule expected") };
+    let got: Vec<(Fault, DcTarget)> = entries.iter().map(|e| (e.fault.clone(), e.datacenter)).collect();
+    assert_eq!(
+        got[1..],
+        [
+            (Fault::WanPartition, DcTarget::Index(1)),
+            (Fault::DcLoss { torn_write: true }, DcTarget::Random),
+            (Fault::WanDelay { latency_max_ns: 200_000_000 }, DcTarget::All),
+        ]
+    );
+    let e = reject(&text.replace("datacenter = \"west\"", "datacenter = \"north\""), FAST);
+    assert!(e.to_string().contains("\"north\" is not one of topology.datacenters (east, west) nor \"random\""), "{e}");
+    let e = reject(
+        &text.replace(
+            "duration = \"2s\"\n\n[[nemesis.schedule]]\nat = \"4s\"",
+            "target = 1\nduration = \"2s\"\n\n[[nemesis.schedule]]\nat = \"4s\"",
+        ),
+        FAST,
+    );
+    assert!(e.to_string().contains("`target` does not apply to fault \"wan-partition\""), "{e}");
+}
+
+#[test]
+fn multi_datacenter_checkers_need_what_they_judge() {
+    let with = |checker: &str| BASE.replace("\"liveness\"]", &format!("\"liveness\", \"{checker}\"]"));
+    let e = reject(&with("dc-isolation"), FAST);
+    assert!(e.to_string().contains("checkers[3]: \"dc-isolation\" compares datacenters"), "{e}");
+    let federated_with =
+        |checker: &str| federated("2").replace("\"liveness\"]", &format!("\"liveness\", \"{checker}\"]"));
+    Scenario::from_str(&federated_with("dc-isolation"), FAST).expect("dc-isolation needs no WAN fault");
+    for checker in ["local-availability", "wan-fail-fast"] {
+        let e = reject(&federated_with(checker), FAST);
+        assert!(e.to_string().contains("the nemesis needs \"wan-partition\" or \"dc-loss\" faults"), "{checker}: {e}");
+        let cut = federated_with(checker)
+            .replace("fault = \"partition\"\nshape = \"isolate-leader\"", "fault = \"wan-partition\"");
+        Scenario::from_str(&cut, FAST).unwrap_or_else(|e| panic!("{checker}: {e}"));
+    }
+    let local_only = federated_with("wan-fail-fast")
+        .replace("fault = \"partition\"\nshape = \"isolate-leader\"", "fault = \"wan-partition\"")
+        .replace("remote = 0.25", "remote = 0.0");
+    let e = reject(&local_only, FAST);
+    assert!(e.to_string().contains("set workloads.kv.remote above 0"), "{e}");
+    let lock =
+        federated("2").replace("[nemesis]", "[workloads.lock]\nlocks = 1\nclients = 2\nrate_per_s = 5\n\n[nemesis]");
+    let e = reject(&lock, FAST);
+    assert!(e.to_string().contains("workloads.lock: the lock workload runs in one datacenter"), "{e}");
+    assert_eq!(Checker::WanFailFast.name(), "wan-fail-fast");
+}
+
+#[test]
+fn the_forward_write_locally_plant_needs_cross_datacenter_writes() {
+    let plant = "\n[plant]\nbug = \"forward-write-locally\"\ncaught_by = \"linearizability\"\nseed_budget = 5\n";
+    let scenario = Scenario::from_str(&format!("{}{plant}", federated("2")), NEGATIVE).expect("valid");
+    assert_eq!(scenario.plant.map(|p| p.bug), Some(Plant::ForwardWriteLocally));
+    let e = reject(&format!("{BASE}{plant}"), NEGATIVE);
+    assert!(e.to_string().contains("plant \"forward-write-locally\" needs several datacenters"), "{e}");
+    assert_eq!(FaultKind::DcLoss.name(), "dc-loss");
 }

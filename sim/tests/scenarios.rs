@@ -142,27 +142,35 @@ fn every_negative_scenario_is_caught_by_its_checker() {
 const HASH_CHILD: &str = "SIM_HASH_CHILD";
 
 /// The same seed gives the same trace hash alone, after other seeds in the same process, and
-/// in a second process.
+/// in a second process: for the first fast scenario, and for the first with several
+/// datacenters (its WAN and routes are per-run state too).
 #[test]
 fn a_seed_gives_one_trace_hash_alone_in_a_batch_and_in_another_process() {
-    let (path, scenario) = scenarios("fast").into_iter().next().expect("a fast scenario");
-    let seed = 5;
-    let alone = run_seed(seed, &scenario);
-    let batch: Vec<RunReport> = (3..=seed).map(|s| run_seed(s, &scenario)).collect();
-    assert_eq!(batch.last().map(|r| r.trace_hash), Some(alone.trace_hash), "seed {seed} alone vs in a batch");
-    assert_eq!(run_seed(seed, &scenario).trace, alone.trace, "the trace itself replays");
+    let fast = scenarios("fast");
+    let first = fast.first().expect("a fast scenario").clone();
+    let federated = fast.iter().find(|(_, s)| s.topology.is_federated()).expect("a fast multi-datacenter scenario");
+    for ((path, scenario), seed) in [(first, 5), (federated.clone(), 1)] {
+        let alone = run_seed(seed, &scenario);
+        let batch: Vec<RunReport> = (seed.saturating_sub(2)..=seed).map(|s| run_seed(s, &scenario)).collect();
+        let name = &scenario.name;
+        assert_eq!(
+            batch.last().map(|r| r.trace_hash),
+            Some(alone.trace_hash),
+            "{name} seed {seed} alone vs in a batch"
+        );
+        assert_eq!(run_seed(seed, &scenario).trace, alone.trace, "{name}: the trace itself replays");
 
-    let child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", "trace_hash_child_process", "--nocapture", "--test-threads", "1"])
-        .env(HASH_CHILD, format!("{}#{seed}", path.display()))
-        .output()
-        .expect("the test binary runs again");
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    let line =
-        stdout.lines().find_map(|l| l.split("trace-hash ").nth(1)).map(str::trim).unwrap_or_else(|| {
+        let child = Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "trace_hash_child_process", "--nocapture", "--test-threads", "1"])
+            .env(HASH_CHILD, format!("{}#{seed}", path.display()))
+            .output()
+            .expect("the test binary runs again");
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        let line = stdout.lines().find_map(|l| l.split("trace-hash ").nth(1)).map(str::trim).unwrap_or_else(|| {
             panic!("the child printed no hash:\n{stdout}\n{}", String::from_utf8_lossy(&child.stderr))
         });
-    assert_eq!(line, format!("{:016x}", alone.trace_hash), "seed {seed} in another process");
+        assert_eq!(line, format!("{:016x}", alone.trace_hash), "{name} seed {seed} in another process");
+    }
 }
 
 /// Only does something when the test above starts it in a child process.

@@ -185,8 +185,14 @@ async fn drive(setup: Setup) -> Found {
     for task in tasks {
         let _ = task.await;
     }
-    let end =
-        End { healed_at, observed_until: start.elapsed(), clock_offset_max: Duration::ZERO, start, start_unix_ms };
+    let end = End {
+        healed_at,
+        observed_until: start.elapsed(),
+        clock_offset_max: Duration::ZERO,
+        start,
+        start_unix_ms,
+        wan: None,
+    };
     let outcomes: Vec<Outcome> = setup.workloads.into_iter().map(|(w, _, _)| w.finish(&end)).collect();
     let events: Vec<_> = outcomes.iter().flat_map(|o| o.index_events.iter().cloned()).collect();
     let monotonic = check::monotonic::check(&events);

@@ -284,6 +284,130 @@ pub enum IndexEvent {
     Reset { query: Option<String>, at: Duration },
 }
 
+// ---------------------------------------------------------------------------------------------
+// Several datacenters: the KV workload's requests with where they came from and where they
+// went, and what the nemesis did to the datacenters; checked by `dc_isolation`,
+// `local_availability` and `wan_fail_fast`.
+
+/// A datacenter, by its position in the topology.
+pub type DcIndex = usize;
+
+/// What a KV request of a multi-datacenter run asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DcRequest {
+    /// `GET /v1/kv/<key>?dc=<target>` (any consistency mode).
+    Read,
+    /// `PUT /v1/kv/<key>?dc=<target>` with this value.
+    Write(Value),
+    /// `PUT /v1/kv/<key>?cas=<index>&dc=<target>` with this value.
+    Cas(Value),
+}
+
+impl DcRequest {
+    /// The value a write or CAS writes.
+    pub fn written(&self) -> Option<Value> {
+        match self {
+            DcRequest::Read => None,
+            DcRequest::Write(v) | DcRequest::Cas(v) => Some(*v),
+        }
+    }
+}
+
+/// How a request of a multi-datacenter run ended, as the client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DcAnswer {
+    /// A read's value (`None`: the key is absent).
+    Read(Option<Value>),
+    /// A write's or CAS's answer (`false`: a CAS that did not match).
+    Written(bool),
+    /// The server answered with an error; `no_path` when it said "No path to datacenter".
+    Error { text: String, no_path: bool },
+    /// No answer within the client's call timeout.
+    Lost(String),
+}
+
+impl DcAnswer {
+    /// The request was served: a value, or a write's verdict.
+    pub fn is_served(&self) -> bool {
+        matches!(self, DcAnswer::Read(_) | DcAnswer::Written(_))
+    }
+
+    /// The server said "No path to datacenter".
+    pub fn is_no_path(&self) -> bool {
+        matches!(self, DcAnswer::Error { no_path: true, .. })
+    }
+}
+
+/// One KV request of a multi-datacenter run. A client sends every request to a server of its
+/// own datacenter (`home`); one for another datacenter (`target`) travels as a forwarded call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DcOp {
+    pub client: ClientId,
+    pub home: DcIndex,
+    pub target: DcIndex,
+    /// The KV key: the same name is a different register in each datacenter.
+    pub key: String,
+    pub request: DcRequest,
+    pub invoke: Duration,
+    pub complete: Duration,
+    pub answer: DcAnswer,
+}
+
+impl DcOp {
+    /// A request for another datacenter than the client's own.
+    pub fn is_remote(&self) -> bool {
+        self.home != self.target
+    }
+
+    /// Virtual time from invocation to completion.
+    pub fn latency(&self) -> Duration {
+        self.complete.saturating_sub(self.invoke)
+    }
+}
+
+/// What a fault did to the datacenters, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSpan {
+    pub scope: FaultScope,
+    /// When the fault started (virtual time since the run began).
+    pub start: Duration,
+    /// When it ended: healed on time, or by the heal that ends the safety phase.
+    pub end: Duration,
+}
+
+impl FaultSpan {
+    /// Whether the span shares some time with `[from, to]`.
+    pub fn overlaps(&self, from: Duration, to: Duration) -> bool {
+        self.start <= to && from < self.end
+    }
+}
+
+/// The part of the world a fault touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultScope {
+    /// Servers or links inside datacenter `Some(d)`, or messages on every link (`None`): the
+    /// datacenter's own clients may see errors.
+    Servers(Option<DcIndex>),
+    /// The datacenter was cut off from every other one (its own links intact).
+    WanCut(DcIndex),
+    /// Every server of the datacenter was down.
+    DcLost(DcIndex),
+    /// WAN messages to and from the datacenter (`None`: every WAN message) were slowed.
+    WanDelay(Option<DcIndex>),
+}
+
+impl FaultScope {
+    /// Whether datacenter `d`'s own servers or internal links were disturbed: then its clients
+    /// may lawfully see errors and time-outs.
+    pub fn disturbs(&self, d: DcIndex) -> bool {
+        match *self {
+            FaultScope::Servers(scope) => scope.is_none_or(|s| s == d),
+            FaultScope::DcLost(lost) => lost == d,
+            FaultScope::WanCut(_) | FaultScope::WanDelay(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,22 +20,32 @@
 //! - [`raft_safety`]: Election Safety, State Machine Safety, Log Matching (Raft, Figure 3).
 //! - [`liveness`]: a leader and completed writes soon after faults heal (TigerBeetle's VOPR
 //!   liveness mode).
+//! - [`dc_isolation`]: each datacenter's KV is its own store; no value crosses (Consul's
+//!   federation model: datacenters share nothing but the WAN gossip pool).
+//! - [`local_availability`]: a datacenter cut off from the others keeps serving its own clients
+//!   (the CAP trade-off Consul makes across datacenters: each is its own CP system).
+//! - [`wan_fail_fast`]: a request for an unreachable datacenter fails fast with "No path to
+//!   datacenter", and such requests succeed again after the heal (Consul's `ErrNoDCPath`).
 //!
 //! Checkers that can only pass or fail return a `Vec<Violation>` (empty means the property
 //! held); the linearizability search can also run out of budget, so it returns a [`Verdict`].
 
 use std::fmt;
 
+pub mod dc_isolation;
 pub mod durability;
 pub mod history;
 pub mod linearizability;
 pub mod liveness;
+pub mod local_availability;
 pub mod lock_safety;
 pub mod monotonic;
 pub mod raft_safety;
+pub mod wan_fail_fast;
 
 pub use durability::{FinalRead, WriteRecord};
 pub use history::{ClientId, LockInput, LockOp, LockOutput, Op, OpId, Outcome, Recorder, RegisterInput};
+pub use history::{DcAnswer, DcIndex, DcOp, DcRequest, FaultScope, FaultSpan};
 pub use history::{IndexEvent, RegisterOp, RegisterOutput, SessionEnd, SessionEnds, SessionId, Value};
 pub use liveness::{LivenessBounds, LivenessObservations, WriteAfterHeal};
 pub use lock_safety::LockDelayWindow;

@@ -27,6 +27,16 @@ pub const LIVENESS_MIN_NS: u64 = NS_PER_S;
 /// a seed range inside `cargo test`.
 pub const TEST_TIER_RUN_MAX_NS: u64 = 60 * NS_PER_S;
 
+/// Most datacenters of a topology (each its own Raft cluster, addressed `10.<dc>.0.x`).
+pub const DATACENTERS_MAX: u32 = 5;
+
+/// Longest datacenter name.
+pub const DATACENTER_NAME_SIZE_MAX_BYTES: usize = 32;
+
+/// Largest one-way latency of one WAN hop: a round trip to the farthest of five datacenters
+/// (eight hops) stays well inside the clients' 2 s call timeout.
+pub const WAN_LATENCY_MAX_NS: u64 = 100 * NS_PER_MS;
+
 /// Most clients of one workload.
 pub const WORKLOAD_CLIENTS_MAX: u32 = 64;
 

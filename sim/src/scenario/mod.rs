@@ -1,6 +1,7 @@
 //! Jepsen-style scenario files (`scenarios/*.toml`): what a simulation run does, written down.
 //!
-//! A scenario names a topology (1, 3 or 5 server voters), the workloads that client processes
+//! A scenario names a topology (1, 3 or 5 server voters, in one datacenter or in each of several
+//! federated ones), the workloads that client processes
 //! run and at what rate, a nemesis (no faults, faults drawn from the seed, or an explicit
 //! schedule), the length of the safety phase (faults active) and of the liveness phase (faults
 //! healed), the checkers that judge the recorded history, and — in a negative scenario only — a

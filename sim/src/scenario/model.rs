@@ -103,12 +103,27 @@ impl Tier {
 }
 
 /// The server voters. Clients are workload processes and are counted by each workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
-    /// Voters: 1, 3 or 5.
+    /// Voters of each datacenter: 1, 3 or 5.
     pub servers: u32,
-    /// How the cluster forms.
+    /// How each datacenter's cluster forms.
     pub bootstrap: Bootstrap,
+    /// The datacenters, in file order: each is its own Raft cluster of `servers` voters, and
+    /// they federate (a request for another datacenter is forwarded by a server of the
+    /// client's own). Lowercase, unique; `["dc1"]` unless the file names more.
+    pub datacenters: Vec<String>,
+    /// Extra one-way latency of one WAN hop. Datacenters lie on a line in file order, so the
+    /// `i`th and the `j`th are `|i - j|` hops apart (the first one's nearest neighbour is the
+    /// second). Zero with one datacenter.
+    pub wan_latency_ns: u64,
+}
+
+impl Topology {
+    /// Whether there is more than one datacenter.
+    pub fn is_federated(&self) -> bool {
+        self.datacenters.len() > 1
+    }
 }
 
 /// How a scenario's cluster forms.
@@ -162,14 +177,20 @@ impl Workload {
 }
 
 /// Per-key CAS-register operations on the KV store: read, write, and CAS on `ModifyIndex`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KvWorkload {
     pub keys: u32,
+    /// Clients, spread over the datacenters in turn (client `k` lives in datacenter
+    /// `k mod datacenters`).
     pub clients: u32,
     /// Operations per second of virtual time, over all clients.
     pub rate_per_s: u32,
     pub mix: KvMix,
     pub read_mode: ReadMode,
+    /// Share of operations for another datacenter's KV (drawn uniformly among the others),
+    /// sent to a server of the client's own datacenter as a forwarded call. 0 with one
+    /// datacenter.
+    pub remote: f64,
 }
 
 /// Relative weights of the KV operations; each operation is drawn from the seed.
@@ -293,6 +314,21 @@ pub struct ScheduledFault {
     /// How long it lasts; `at_ns + duration_ns` is inside the safety phase.
     pub duration_ns: u64,
     pub fault: Fault,
+    /// The datacenter the fault concerns: the one whose server a server fault hits, the one a
+    /// WAN fault cuts off, loses or slows ([`DcTarget::All`]: every WAN link, `wan-delay`
+    /// only). Always `Index(0)` with one datacenter.
+    pub datacenter: DcTarget,
+}
+
+/// The datacenter a fault concerns, resolved when the fault starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DcTarget {
+    /// The datacenter at this position of `topology.datacenters`.
+    Index(u32),
+    /// Any datacenter, drawn from the seed.
+    Random,
+    /// Every WAN link (a `wan-delay` fault only).
+    All,
 }
 
 /// A fault with its parameters.
@@ -315,6 +351,13 @@ pub enum Fault {
     Duplicate { target: Option<Target>, probability: f64 },
     /// Hold each message back behind later ones with `probability`.
     Reorder { target: Option<Target>, probability: f64 },
+    /// Cut the datacenter off from every other one, both ways (its own links stay up).
+    WanPartition,
+    /// Crash every server of the datacenter; restart them all after the duration.
+    DcLoss { torn_write: bool },
+    /// Delay each message crossing the WAN to or from the datacenter (or on every WAN link)
+    /// by up to `latency_max_ns` more, on top of `topology.wan_latency`.
+    WanDelay { latency_max_ns: u64 },
 }
 
 impl Fault {
@@ -329,6 +372,9 @@ impl Fault {
             Fault::Delay { .. } => FaultKind::Delay,
             Fault::Duplicate { .. } => FaultKind::Duplicate,
             Fault::Reorder { .. } => FaultKind::Reorder,
+            Fault::WanPartition => FaultKind::WanPartition,
+            Fault::DcLoss { .. } => FaultKind::DcLoss,
+            Fault::WanDelay { .. } => FaultKind::WanDelay,
         }
     }
 }
@@ -345,6 +391,9 @@ pub enum FaultKind {
     Delay,
     Duplicate,
     Reorder,
+    WanPartition,
+    DcLoss,
+    WanDelay,
 }
 
 impl FaultKind {
@@ -359,7 +408,20 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Duplicate => "duplicate",
             FaultKind::Reorder => "reorder",
+            FaultKind::WanPartition => "wan-partition",
+            FaultKind::DcLoss => "dc-loss",
+            FaultKind::WanDelay => "wan-delay",
         }
+    }
+
+    /// Whether the fault is about datacenters (and needs more than one).
+    pub fn is_wan(self) -> bool {
+        matches!(self, FaultKind::WanPartition | FaultKind::DcLoss | FaultKind::WanDelay)
+    }
+
+    /// Whether the fault makes a datacenter unreachable from the others.
+    pub fn cuts_datacenter(self) -> bool {
+        matches!(self, FaultKind::WanPartition | FaultKind::DcLoss)
     }
 }
 
@@ -485,6 +547,12 @@ pub enum Checker {
     RaftSafety,
     /// Progress resumes once the faults have healed.
     Liveness,
+    /// No value written to one datacenter's KV is ever read from another's.
+    DcIsolation,
+    /// A datacenter cut off or left alone keeps serving its own clients.
+    LocalAvailability,
+    /// Requests for an unreachable datacenter fail fast, saying why; they succeed after heal.
+    WanFailFast,
 }
 
 impl Checker {
@@ -497,6 +565,9 @@ impl Checker {
             Checker::IndexMonotonicity => "index-monotonicity",
             Checker::RaftSafety => "raft-safety",
             Checker::Liveness => "liveness",
+            Checker::DcIsolation => "dc-isolation",
+            Checker::LocalAvailability => "local-availability",
+            Checker::WanFailFast => "wan-fail-fast",
         }
     }
 }
@@ -513,6 +584,9 @@ pub enum Plant {
     IgnoreLockDelay,
     /// An invalidated session (TTL expired) keeps its locks.
     ForgetSessionInvalidation,
+    /// A server applies a write forwarded for another datacenter to its own datacenter's KV
+    /// (planted in the simulator's federation layer, not in the runtime).
+    ForwardWriteLocally,
 }
 
 impl Plant {
@@ -523,6 +597,7 @@ impl Plant {
             Plant::StaleConsistentRead => "stale-consistent-read",
             Plant::IgnoreLockDelay => "ignore-lock-delay",
             Plant::ForgetSessionInvalidation => "forget-session-invalidation",
+            Plant::ForwardWriteLocally => "forward-write-locally",
         }
     }
 }

@@ -30,6 +30,47 @@ pub(crate) struct RawScenario {
 pub(crate) struct RawTopology {
     pub servers: u32,
     pub bootstrap: Option<String>,
+    pub datacenters: Option<RawDatacenters>,
+    pub wan_latency: Option<GoDuration>,
+}
+
+/// `datacenters = 3` (named `dc1`, `dc2`, `dc3`) or `datacenters = ["east", "west"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawDatacenters {
+    Count(i64),
+    Names(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawDatacenters {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DatacentersVisitor)
+    }
+}
+
+struct DatacentersVisitor;
+
+impl<'de> Visitor<'de> for DatacentersVisitor {
+    type Value = RawDatacenters;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of datacenters or a list of datacenter names")
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawDatacenters, E> {
+        Ok(RawDatacenters::Count(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawDatacenters, E> {
+        Ok(RawDatacenters::Count(i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawDatacenters, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            names.push(name);
+        }
+        Ok(RawDatacenters::Names(names))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +97,7 @@ pub(crate) struct RawKv {
     pub rate_per_s: u32,
     pub mix: Option<RawKvMix>,
     pub read_mode: Option<ReadMode>,
+    pub remote: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +183,7 @@ pub(crate) struct RawScheduled {
     pub drift_ppm: Option<i32>,
     pub probability: Option<f64>,
     pub latency_max: Option<GoDuration>,
+    pub datacenter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

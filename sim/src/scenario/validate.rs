@@ -84,7 +84,7 @@ pub(crate) fn validate(raw: RawScenario, ctx: &Ctx<'_>) -> Result<Scenario> {
     let topology = topology(ctx, &raw.topology)?;
     let clocks = clocks(ctx, raw.clocks.as_ref())?;
     let phases = phases(ctx, &raw.phases, tier)?;
-    let workloads = workloads(ctx, &raw.workloads)?;
+    let workloads = workloads(ctx, &raw.workloads, &topology)?;
     let scenario_so_far = Scenario {
         name,
         description,
@@ -100,9 +100,10 @@ pub(crate) fn validate(raw: RawScenario, ctx: &Ctx<'_>) -> Result<Scenario> {
     let checkers = checkers(ctx, &raw.checkers, &scenario_so_far)?;
     let nemesis = match &raw.nemesis {
         None => Nemesis::None,
-        Some(nemesis) => self::nemesis(ctx, nemesis, &topology, &phases)?,
+        Some(nemesis) => self::nemesis(ctx, nemesis, &scenario_so_far.topology, &phases)?,
     };
     let mut scenario = Scenario { checkers, nemesis, ..scenario_so_far };
+    checkers_observable(ctx, &raw.checkers, &scenario)?;
     scenario.plant = plant(ctx, raw.plant.as_ref(), &scenario)?;
     Ok(scenario)
 }
@@ -145,7 +146,54 @@ fn topology(ctx: &Ctx<'_>, raw: &RawTopology) -> Result<Topology> {
             return Err(ctx.invalid("topology.bootstrap", format!("must be \"static\" or \"expect\" (got {other:?})")));
         }
     };
-    Ok(Topology { servers, bootstrap })
+    let datacenters = datacenters(ctx, raw.datacenters.as_ref())?;
+    let wan_latency_ns = match raw.wan_latency {
+        Some(GoDuration(ns)) => {
+            ctx.ensure(datacenters.len() > 1, "topology.wan_latency", || {
+                "`wan_latency` is the latency between datacenters: it needs topology.datacenters above 1".into()
+            })?;
+            ctx.duration("topology.wan_latency", ns, 0, WAN_LATENCY_MAX_NS)?
+        }
+        None => 0,
+    };
+    Ok(Topology { servers, bootstrap, datacenters, wan_latency_ns })
+}
+
+/// A count (`dc1`..`dcN`) or a list of names: lowercase letters, digits and '-', unique.
+fn datacenters(ctx: &Ctx<'_>, raw: Option<&RawDatacenters>) -> Result<Vec<String>> {
+    let field = "topology.datacenters";
+    let names = match raw {
+        None => return Ok(vec!["dc1".to_string()]),
+        Some(RawDatacenters::Count(n)) => {
+            let n = *n;
+            ctx.ensure((1..=i64::from(DATACENTERS_MAX)).contains(&n), field, || {
+                format!("must be between 1 and {DATACENTERS_MAX} (got {n})")
+            })?;
+            (1..=n).map(|i| format!("dc{i}")).collect()
+        }
+        Some(RawDatacenters::Names(names)) => {
+            let count = names.len();
+            ctx.ensure((1..=DATACENTERS_MAX as usize).contains(&count), field, || {
+                format!("name between 1 and {DATACENTERS_MAX} datacenters (got {count})")
+            })?;
+            for (i, name) in names.iter().enumerate() {
+                let lexical = !name.is_empty()
+                    && name.len() <= DATACENTER_NAME_SIZE_MAX_BYTES
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                ctx.ensure(lexical, &format!("{field}[{i}]"), || {
+                    format!(
+                        "{name:?} is not a datacenter name: use lowercase letters, digits and '-', at most \
+                         {DATACENTER_NAME_SIZE_MAX_BYTES} characters"
+                    )
+                })?;
+                ctx.ensure(!names[..i].contains(name), &format!("{field}[{i}]"), || {
+                    format!("{name:?} is listed twice")
+                })?;
+            }
+            names.clone()
+        }
+    };
+    Ok(names)
 }
 
 fn clocks(ctx: &Ctx<'_>, raw: Option<&RawClocks>) -> Result<Clocks> {
@@ -179,10 +227,21 @@ fn phases(ctx: &Ctx<'_>, raw: &RawPhases, tier: Tier) -> Result<Phases> {
     Ok(Phases { safety_ns, liveness_ns })
 }
 
-fn workloads(ctx: &Ctx<'_>, raw: &RawWorkloads) -> Result<Vec<Workload>> {
+fn workloads(ctx: &Ctx<'_>, raw: &RawWorkloads, topology: &Topology) -> Result<Vec<Workload>> {
     let mut workloads = Vec::new();
     if let Some(kv) = &raw.kv {
-        workloads.push(Workload::Kv(self::kv(ctx, kv)?));
+        workloads.push(Workload::Kv(self::kv(ctx, kv, topology)?));
+    }
+    if topology.is_federated() {
+        let single = [("lock", raw.lock.is_some()), ("service", raw.service.is_some()), ("txn", raw.txn.is_some())];
+        for (kind, present) in single {
+            ctx.ensure(!present, &format!("workloads.{kind}"), || {
+                format!(
+                    "the {kind} workload runs in one datacenter; with topology.datacenters above 1 only \
+                     [workloads.kv] runs (its clients spread over the datacenters)"
+                )
+            })?;
+        }
     }
     if let Some(lock) = &raw.lock {
         workloads.push(Workload::Lock(self::lock(ctx, lock)?));
@@ -206,7 +265,7 @@ fn clients_and_rate(ctx: &Ctx<'_>, table: &str, clients: u32, rate_per_s: u32) -
     Ok((clients, rate_per_s))
 }
 
-fn kv(ctx: &Ctx<'_>, raw: &RawKv) -> Result<KvWorkload> {
+fn kv(ctx: &Ctx<'_>, raw: &RawKv, topology: &Topology) -> Result<KvWorkload> {
     let keys = ctx.count("workloads.kv.keys", raw.keys, 1, WORKLOAD_KEYS_MAX)?;
     let (clients, rate_per_s) = clients_and_rate(ctx, "workloads.kv", raw.clients, raw.rate_per_s)?;
     let mix = match &raw.mix {
@@ -224,7 +283,21 @@ fn kv(ctx: &Ctx<'_>, raw: &RawKv) -> Result<KvWorkload> {
             mix
         }
     };
-    Ok(KvWorkload { keys, clients, rate_per_s, mix, read_mode: raw.read_mode.unwrap_or(ReadMode::Consistent) })
+    let dcs = topology.datacenters.len() as u32;
+    ctx.ensure(clients >= dcs, "workloads.kv.clients", || {
+        format!("needs a client in every datacenter: at least {dcs} (got {clients})")
+    })?;
+    let remote = match raw.remote {
+        Some(remote) => {
+            ctx.ensure(topology.is_federated(), "workloads.kv.remote", || {
+                "`remote` sends operations to another datacenter: it needs topology.datacenters above 1".into()
+            })?;
+            ctx.probability("workloads.kv.remote", remote, true)?
+        }
+        None => 0.0,
+    };
+    let read_mode = raw.read_mode.unwrap_or(ReadMode::Consistent);
+    Ok(KvWorkload { keys, clients, rate_per_s, mix, read_mode, remote })
 }
 
 fn lock(ctx: &Ctx<'_>, raw: &RawLock) -> Result<LockWorkload> {
@@ -297,10 +370,42 @@ fn checkers(ctx: &Ctx<'_>, raw: &[Checker], scenario: &Scenario) -> Result<Vec<C
                 "\"lock-safety\" checks the lock workload: add [workloads.lock]".into()
             })?,
             Checker::Durability | Checker::IndexMonotonicity | Checker::RaftSafety | Checker::Liveness => {}
+            Checker::DcIsolation | Checker::LocalAvailability | Checker::WanFailFast => {
+                let name = checker.name();
+                ctx.ensure(scenario.topology.is_federated(), &field, || {
+                    format!("{name:?} compares datacenters: it needs topology.datacenters above 1")
+                })?;
+                ctx.ensure(scenario.kv().is_some(), &field, || {
+                    format!("{name:?} checks the KV workload's requests: add [workloads.kv]")
+                })?;
+                ctx.ensure(
+                    checker != Checker::WanFailFast || scenario.kv().is_some_and(|kv| kv.remote > 0.0),
+                    &field,
+                    || format!("{name:?} checks requests for other datacenters: set workloads.kv.remote above 0"),
+                )?;
+            }
         }
         checkers.push(checker);
     }
     Ok(checkers)
+}
+
+/// A checker that judges what happens while a datacenter is unreachable needs a nemesis that
+/// makes one unreachable: otherwise it could never fail.
+fn checkers_observable(ctx: &Ctx<'_>, raw: &[Checker], scenario: &Scenario) -> Result<()> {
+    let cuts = injects(&scenario.nemesis, FaultKind::WanPartition) || injects(&scenario.nemesis, FaultKind::DcLoss);
+    for (i, checker) in raw.iter().enumerate() {
+        if matches!(checker, Checker::LocalAvailability | Checker::WanFailFast) {
+            ctx.ensure(cuts, &format!("checkers[{i}]"), || {
+                format!(
+                    "{:?} judges requests made while a datacenter is unreachable: the nemesis needs \
+                     \"wan-partition\" or \"dc-loss\" faults",
+                    checker.name()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn nemesis(ctx: &Ctx<'_>, raw: &RawNemesis, topology: &Topology, phases: &Phases) -> Result<Nemesis> {
@@ -360,6 +465,11 @@ fn random(ctx: &Ctx<'_>, raw: &RawNemesis, topology: &Topology, phases: &Phases)
         ctx.duration("nemesis.duration_max", raw.duration_max.map_or(interval_ns, |d| d.0), 1, phases.safety_ns)?;
     let active_max = ctx.count("nemesis.active_max", raw.active_max.unwrap_or(1), 1, NEMESIS_ACTIVE_MAX)?;
 
+    for (i, kind) in faults.iter().enumerate() {
+        if kind.is_wan() {
+            wan_fits(ctx, &format!("nemesis.faults[{i}]"), *kind, topology)?;
+        }
+    }
     let partitions = faults.contains(&FaultKind::Partition);
     if let Some(i) = faults.iter().position(|&kind| kind == FaultKind::Partition) {
         ctx.ensure(topology.servers > 1, &format!("nemesis.faults[{i}]"), || {
@@ -385,8 +495,10 @@ fn random(ctx: &Ctx<'_>, raw: &RawNemesis, topology: &Topology, phases: &Phases)
         }
     };
 
-    let crashes = faults.contains(&FaultKind::Crash);
-    let crash_only = |key: &str| format!("`{key}` applies to crashes, but \"crash\" is not among nemesis.faults");
+    let crashes = faults.contains(&FaultKind::Crash) || faults.contains(&FaultKind::DcLoss);
+    let crash_only = |key: &str| {
+        format!("`{key}` applies to crashes, but neither \"crash\" nor \"dc-loss\" is among nemesis.faults")
+    };
     if !crashes {
         ctx.absent(&raw.torn_writes, "nemesis.torn_writes", || crash_only("torn_writes"))?;
         ctx.absent(&raw.bit_flips, "nemesis.bit_flips", || crash_only("bit_flips"))?;
@@ -404,6 +516,12 @@ fn random(ctx: &Ctx<'_>, raw: &RawNemesis, topology: &Topology, phases: &Phases)
         shapes,
         torn_writes: raw.torn_writes.unwrap_or(false),
         bit_flips,
+    })
+}
+
+fn wan_fits(ctx: &Ctx<'_>, field: &str, kind: FaultKind, topology: &Topology) -> Result<()> {
+    ctx.ensure(topology.is_federated(), field, || {
+        format!("a {:?} fault is about datacenters: it needs topology.datacenters above 1", kind.name())
     })
 }
 
@@ -458,6 +576,9 @@ fn parameters_of(kind: FaultKind) -> &'static [&'static str] {
         FaultKind::Clock => &["target", "offset", "drift_ppm"],
         FaultKind::Drop | FaultKind::Duplicate | FaultKind::Reorder => &["probability", "target"],
         FaultKind::Delay => &["latency_max", "target"],
+        FaultKind::WanPartition => &["datacenter"],
+        FaultKind::DcLoss => &["datacenter", "torn_write"],
+        FaultKind::WanDelay => &["datacenter", "latency_max"],
     }
 }
 
@@ -491,7 +612,13 @@ fn scheduled(
         )
     })?;
 
-    // Every parameter that is set must be one this kind takes.
+    if kind.is_wan() {
+        wan_fits(ctx, &field("fault"), kind, topology)?;
+    }
+    let datacenter = scheduled_datacenter(ctx, &field("datacenter"), raw, topology)?;
+
+    // Every parameter that is set must be one this kind takes (`datacenter`, checked above,
+    // applies to every kind).
     let takes = parameters_of(kind);
     let set: [(&str, bool); 9] = [
         ("target", raw.target.is_some()),
@@ -560,15 +687,54 @@ fn scheduled(
         FaultKind::Drop => Fault::Drop { target: target(false)?, probability: probability(ctx)? },
         FaultKind::Duplicate => Fault::Duplicate { target: target(false)?, probability: probability(ctx)? },
         FaultKind::Reorder => Fault::Reorder { target: target(false)?, probability: probability(ctx)? },
-        FaultKind::Delay => {
+        FaultKind::Delay | FaultKind::WanDelay => {
             let latency = ctx.required(raw.latency_max, &field("latency_max"), || {
-                "a \"delay\" fault needs `latency_max`, the most extra delay per message (e.g. \"200ms\")".into()
+                format!(
+                    "a {:?} fault needs `latency_max`, the most extra delay per message (e.g. \"200ms\")",
+                    kind.name()
+                )
             })?;
             let latency_max_ns = ctx.duration(&field("latency_max"), latency.0, 1, FAULT_LATENCY_MAX_NS)?;
-            Fault::Delay { target: target(false)?, latency_max_ns }
+            if kind == FaultKind::WanDelay {
+                Fault::WanDelay { latency_max_ns }
+            } else {
+                Fault::Delay { target: target(false)?, latency_max_ns }
+            }
         }
+        FaultKind::WanPartition => Fault::WanPartition,
+        FaultKind::DcLoss => Fault::DcLoss { torn_write: raw.torn_write.unwrap_or(false) },
     };
-    Ok(ScheduledFault { at_ns, duration_ns, fault })
+    let datacenter = match datacenter {
+        Some(dc) => dc,
+        None if !topology.is_federated() => DcTarget::Index(0),
+        None if kind == FaultKind::WanDelay => DcTarget::All,
+        None => DcTarget::Random,
+    };
+    Ok(ScheduledFault { at_ns, duration_ns, fault, datacenter })
+}
+
+/// The `datacenter` of a schedule entry: a name of `topology.datacenters` or `"random"`. It
+/// needs several datacenters (with one, every fault is in it).
+fn scheduled_datacenter(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: &RawScheduled,
+    topology: &Topology,
+) -> Result<Option<DcTarget>> {
+    let Some(name) = raw.datacenter.as_deref() else { return Ok(None) };
+    ctx.ensure(topology.is_federated(), field, || {
+        "`datacenter` picks one of several datacenters: it needs topology.datacenters above 1".into()
+    })?;
+    if name == "random" {
+        return Ok(Some(DcTarget::Random));
+    }
+    match topology.datacenters.iter().position(|dc| dc == name) {
+        Some(i) => Ok(Some(DcTarget::Index(i as u32))),
+        None => Err(ctx.invalid(
+            field,
+            format!("{name:?} is not one of topology.datacenters ({}) nor \"random\"", topology.datacenters.join(", ")),
+        )),
+    }
 }
 
 fn needs_target(what: &str) -> String {
@@ -665,8 +831,8 @@ fn plant(ctx: &Ctx<'_>, raw: Option<&RawPlant>, scenario: &Scenario) -> Result<O
         (_, Some(raw)) => raw,
     };
     let bug = ctx.required(raw.bug, "plant.bug", || {
-        "name the planted bug: \"ack-before-sync\", \"stale-consistent-read\", \"ignore-lock-delay\" or \
-         \"forget-session-invalidation\""
+        "name the planted bug: \"ack-before-sync\", \"stale-consistent-read\", \"ignore-lock-delay\", \
+         \"forget-session-invalidation\" or \"forward-write-locally\""
             .into()
     })?;
     let caught_by = ctx.required(raw.caught_by, "plant.caught_by", || {
@@ -699,6 +865,16 @@ fn plant_observable(ctx: &Ctx<'_>, bug: Plant, scenario: &Scenario) -> Result<()
             })?;
             ctx.ensure(injects(&scenario.nemesis, FaultKind::Partition), "nemesis", || {
                 format!("plant {name:?} only shows when a leader is cut off: the nemesis needs \"partition\" faults")
+            })
+        }
+        Plant::ForwardWriteLocally => {
+            ctx.ensure(scenario.topology.is_federated(), "topology.datacenters", || {
+                format!("plant {name:?} needs several datacenters: set topology.datacenters above 1")
+            })?;
+            ctx.ensure(scenario.kv().is_some_and(|kv| kv.remote > 0.0), "workloads.kv.remote", || {
+                format!(
+                    "plant {name:?} only shows when writes go to another datacenter: set workloads.kv.remote above 0"
+                )
             })
         }
         Plant::IgnoreLockDelay | Plant::ForgetSessionInvalidation => {

@@ -21,14 +21,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::check::{IndexEvent, Op, Violation, WriteAfterHeal};
+use crate::check::local_availability::AvailabilityBounds;
+use crate::check::wan_fail_fast::FailFastBounds;
+use crate::check::{DcIndex, FaultSpan, IndexEvent, Op, Violation, WriteAfterHeal};
 use crate::world::client::SimClient;
 
 /// What one client process of a workload gets.
 #[derive(Clone)]
 pub struct Ctx {
-    /// Connected to every server.
+    /// Connected to every server (of its datacenter, when there are several).
     pub client: SimClient,
+    /// The client's datacenter (0 with one datacenter).
+    pub home: DcIndex,
     /// Unique across all workloads of a run.
     pub client_id: u64,
     /// Number of servers (`client.call(i, ..)` with `i < servers`).
@@ -55,7 +59,14 @@ impl Ctx {
         stop: Arc<AtomicBool>,
     ) -> Ctx {
         let servers = client.servers().len();
-        Ctx { client, client_id, servers, call_timeout, think, start, stop, out_of_service: None }
+        Ctx { client, client_id, servers, home: 0, call_timeout, think, start, stop, out_of_service: None }
+    }
+
+    /// Places the client in datacenter `home` (its `client` must be connected to that
+    /// datacenter's servers).
+    pub fn in_datacenter(mut self, home: DcIndex) -> Ctx {
+        self.home = home;
+        self
     }
 
     /// Makes [`Ctx::pick_server`] skip the servers `observer` saw refuse to start.
@@ -108,6 +119,19 @@ pub struct End {
     /// and leader wall-clock stamps into history times.
     pub start: Instant,
     pub start_unix_ms: u64,
+    /// With several datacenters: what the multi-datacenter checkers need besides the requests.
+    pub wan: Option<WanFacts>,
+}
+
+/// What a run with several datacenters knows when workloads finish.
+#[derive(Clone, Debug)]
+pub struct WanFacts {
+    /// The datacenters' names, in topology order.
+    pub datacenters: Vec<String>,
+    /// Every fault the nemesis injected, with its scope and time span.
+    pub faults: Vec<FaultSpan>,
+    pub availability: AvailabilityBounds,
+    pub fail_fast: FailFastBounds,
 }
 
 /// What a workload hands back to the runner.

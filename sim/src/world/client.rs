@@ -24,6 +24,13 @@ impl SimClient {
         SimClient { endpoint, servers }
     }
 
+    /// Binds a client endpoint at `ip` (the current node's address), so that the network
+    /// knows its datacenter (see [`super::net::datacenter_of`]).
+    pub async fn connect_from(ip: std::net::IpAddr, servers: Vec<SocketAddr>) -> SimClient {
+        let endpoint = Arc::new(Endpoint::bind(SocketAddr::new(ip, 0)).await.expect("a client can bind"));
+        SimClient { endpoint, servers }
+    }
+
     pub fn servers(&self) -> &[SocketAddr] {
         &self.servers
     }

@@ -5,12 +5,19 @@
 //! A [`Cluster`] is built inside a madsim runtime (one per seed, on a fresh thread). Servers
 //! are madsim nodes at `10.0.0.<i>:8300`; clients at `10.0.1.<i>`. Killing a node drops all
 //! its tasks; restarting it runs [`server::server_main`] again with the same durable state.
+//!
+//! A [`World`] holds one cluster per datacenter. Datacenter `d` (0-based, in topology order)
+//! has its own Raft cluster, Raft ids from 1, servers at `10.d.0.<i>:8300` and clients at
+//! `10.d.1.<i>`, so the first datacenter of a world is addressed exactly as a lone cluster. Its
+//! servers federate with the others' (see [`wan`]); the WAN between them has its own latency
+//! ([`net::set_wan`]).
 
 pub mod client;
 pub mod faults;
 pub mod net;
 pub mod server;
 pub mod skew;
+pub mod wan;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,7 +34,9 @@ use openraft_rt::WatchReceiver as _;
 use legate_core::plant::Planted;
 use rand::SeedableRng;
 
+use legate_runtime::federation::Route;
 use server::{Durable, ServerSpec, SimLog, SimServer};
+use wan::WanProbe;
 
 /// The server RPC port (Consul's 8300).
 pub const SERVER_PORT: u16 = 8300;
@@ -142,21 +151,33 @@ pub struct ServerSlot {
     pub durable: Durable,
 }
 
-/// A cluster of simulated servers.
+/// A cluster of simulated servers: one datacenter.
 pub struct Cluster {
     pub handle: Handle,
     pub servers: Vec<ServerSlot>,
     pub observer: Observer,
+    /// Its name (`Node.datacenter`).
+    pub datacenter: String,
 }
 
 /// The address of server `i` (0-based).
 pub fn server_addr(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), SERVER_PORT)
+    server_addr_in(0, i)
 }
 
 /// The address of client `i` (0-based).
 pub fn client_ip(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1))
+    client_ip_in(0, i)
+}
+
+/// The address of server `i` of datacenter `dc` (both 0-based).
+pub fn server_addr_in(dc: usize, i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, dc as u8, 0, i as u8 + 1)), SERVER_PORT)
+}
+
+/// The address of client `i` of datacenter `dc` (both 0-based).
+pub fn client_ip_in(dc: usize, i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, dc as u8, 1, i as u8 + 1))
 }
 
 /// How a cluster's servers are built.
@@ -170,6 +191,11 @@ pub struct ClusterOptions {
     /// Servers start empty and form the cluster with the agent's join loop
     /// (`bootstrap_expect` = the server count), instead of starting with the voter set.
     pub bootstrap_expect: bool,
+    /// How servers watch the other datacenters' servers (several datacenters only).
+    pub wan_probe: WanProbe,
+    /// Planted bug (simulator only): servers apply writes forwarded for another datacenter to
+    /// their own datacenter's KV.
+    pub forward_writes_locally: bool,
 }
 
 impl Default for ClusterOptions {
@@ -179,8 +205,71 @@ impl Default for ClusterOptions {
             planted: Planted::default(),
             segment_max_bytes: 16 * 1024,
             bootstrap_expect: false,
+            wan_probe: WanProbe::default(),
+            forward_writes_locally: false,
         }
     }
+}
+
+/// The datacenters of a run, each its own cluster, federated over a simulated WAN.
+pub struct World {
+    pub handle: Handle,
+    /// One cluster per datacenter, in topology order.
+    pub datacenters: Vec<Cluster>,
+}
+
+impl World {
+    /// Starts `n` servers in each datacenter of `names`, the WAN between them with
+    /// `wan_latency` per hop. With one name this is [`Cluster::start_with`] (datacenter
+    /// `names[0]`), node for node. Call inside a madsim runtime.
+    pub fn start(names: &[String], n: usize, options: ClusterOptions, wan_latency: Duration) -> World {
+        assert!((1..=5).contains(&names.len()), "1 to 5 datacenters");
+        net::set_wan(names.len() > 1, wan_latency);
+        let routes: Vec<Route> = names
+            .iter()
+            .enumerate()
+            .map(|(dc, name)| Route {
+                datacenter: name.clone(),
+                servers: (0..n).map(|i| server_node(names, dc, i)).collect(),
+            })
+            .collect();
+        let datacenters = names
+            .iter()
+            .enumerate()
+            .map(|(dc, _)| {
+                let remotes = routes.iter().enumerate().filter(|(d, _)| *d != dc).map(|(_, r)| r.clone()).collect();
+                Cluster::start_in(names, dc, n, options, remotes)
+            })
+            .collect();
+        World { handle: Handle::current(), datacenters }
+    }
+
+    /// Whether there is more than one datacenter.
+    pub fn is_federated(&self) -> bool {
+        self.datacenters.len() > 1
+    }
+
+    /// How traces name server `i` of datacenter `dc` (see [`server_label`]).
+    pub fn label(&self, dc: usize, i: usize) -> String {
+        server_label(&self.datacenters, dc, i)
+    }
+}
+
+/// How traces name server `i` (0-based) of datacenter `dc`: `s<i>` in a lone cluster (as they
+/// always have), `<dc>/s<i>` when there are several.
+pub fn server_label(datacenters: &[Cluster], dc: usize, i: usize) -> String {
+    if datacenters.len() > 1 {
+        format!("{}/s{i}", datacenters[dc].datacenter)
+    } else {
+        format!("s{i}")
+    }
+}
+
+/// Server `i` of datacenter `dc` as Raft and routes name it: `s<i+1>` in the first datacenter
+/// (as a lone cluster has always named it), `<dc>-s<i+1>` in the others.
+fn server_node(names: &[String], dc: usize, i: usize) -> ServerNode {
+    let name = if dc == 0 { format!("s{}", i + 1) } else { format!("{}-s{}", names[dc], i + 1) };
+    ServerNode { name, rpc_addr: server_addr_in(dc, i).to_string() }
 }
 
 impl Cluster {
@@ -189,8 +278,14 @@ impl Cluster {
         Cluster::start_with(n, ClusterOptions { timing, ..ClusterOptions::default() })
     }
 
-    /// [`Cluster::start`] with every option.
+    /// [`Cluster::start`] with every option: one datacenter, `dc1`.
     pub fn start_with(n: usize, options: ClusterOptions) -> Cluster {
+        net::set_wan(false, Duration::ZERO);
+        Cluster::start_in(&["dc1".to_string()], 0, n, options, Vec::new())
+    }
+
+    /// The servers of datacenter `dc` of `names`, federating with `remotes`.
+    fn start_in(names: &[String], dc: usize, n: usize, options: ClusterOptions, remotes: Vec<Route>) -> Cluster {
         let timing = options.timing;
         assert!((1..=7).contains(&n), "1 to 7 servers");
         let handle = Handle::current();
@@ -209,34 +304,37 @@ impl Cluster {
             .validate()
             .expect("valid Raft timing"),
         );
-        let members: BTreeMap<u64, ServerNode> = (0..n)
-            .map(|i| (i as u64 + 1, ServerNode { name: format!("s{}", i + 1), rpc_addr: server_addr(i).to_string() }))
-            .collect();
+        let members: BTreeMap<u64, ServerNode> = (0..n).map(|i| (i as u64 + 1, server_node(names, dc, i))).collect();
         let observer = Observer::default();
         let mut servers = Vec::with_capacity(n);
         for i in 0..n {
             let raft_id = i as u64 + 1;
+            let node_name = server_node(names, dc, i).name;
             let spec = ServerSpec {
                 raft_id,
-                name: format!("s{}", i + 1),
-                addr: server_addr(i),
+                name: node_name.clone(),
+                addr: server_addr_in(dc, i),
                 members: members.clone(),
                 raft_config: raft_config.clone(),
                 planted: options.planted,
                 segment_max_bytes: options.segment_max_bytes,
                 bootstrap_expect: options.bootstrap_expect.then_some(n as u32),
+                datacenter: names[dc].clone(),
+                remotes: remotes.clone(),
+                wan_probe: options.wan_probe,
+                forward_writes_locally: options.forward_writes_locally,
             };
             let durable = Durable::default();
             let (d, o) = (durable.clone(), observer.clone());
             let node = handle
                 .create_node()
-                .name(format!("s{}", i + 1))
+                .name(node_name)
                 .ip(spec.addr.ip())
                 .init(move || server::server_main(spec.clone(), d.clone(), o.clone()))
                 .build();
-            servers.push(ServerSlot { raft_id, addr: server_addr(i), node, durable });
+            servers.push(ServerSlot { raft_id, addr: server_addr_in(dc, i), node, durable });
         }
-        Cluster { handle, servers, observer }
+        Cluster { handle, servers, observer, datacenter: names[dc].clone() }
     }
 
     /// Every server's address, in order.

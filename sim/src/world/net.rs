@@ -119,7 +119,75 @@ fn faults_between(from: IpAddr, to: IpAddr) -> LinkFaults {
     })
 }
 
-/// Calls `target` with a timeout, through the message faults in force.
+/// The WAN between datacenters: the latency of one hop and the spikes the nemesis sets.
+#[derive(Clone, Debug, Default)]
+struct Wan {
+    /// Off with one datacenter: no message crosses a WAN and no latency is drawn.
+    enabled: bool,
+    hop_latency: Duration,
+    /// Extra latency, uniform in `0..=max`, on WAN messages to or from a datacenter (`None`:
+    /// on every WAN link).
+    spikes: std::collections::BTreeMap<Option<usize>, Duration>,
+}
+
+thread_local! {
+    /// This run's WAN (one simulation per thread, like [`LINK_FAULTS`]).
+    static WAN: std::cell::RefCell<Wan> = std::cell::RefCell::new(Wan::default());
+}
+
+/// The datacenter of a simulated address: servers of datacenter `d` are `10.d.0.x`, its
+/// clients `10.d.1.x` (see [`super::server_addr_in`]).
+pub fn datacenter_of(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => usize::from(v4.octets()[1]),
+        IpAddr::V6(_) => 0,
+    }
+}
+
+/// Turns the WAN on (several datacenters) with `hop_latency` per hop, or off; no spikes.
+pub fn set_wan(enabled: bool, hop_latency: Duration) {
+    WAN.with(|w| *w.borrow_mut() = Wan { enabled, hop_latency, spikes: Default::default() });
+}
+
+/// Sets the spike on WAN links to or from datacenter `dc` (`None`: every WAN link).
+pub fn set_wan_spike(dc: Option<usize>, max: Duration) {
+    WAN.with(|w| {
+        let mut w = w.borrow_mut();
+        if max.is_zero() {
+            w.spikes.remove(&dc);
+        } else {
+            w.spikes.insert(dc, max);
+        }
+    });
+}
+
+/// Removes every WAN spike (the hop latency stays: it is the topology, not a fault).
+pub fn clear_wan_spikes() {
+    WAN.with(|w| w.borrow_mut().spikes.clear());
+}
+
+/// The WAN latency of one message from `from` to `to`: `None` within a datacenter (no draw).
+fn wan_leg(from: IpAddr, to: IpAddr) -> Option<Duration> {
+    let (a, b) = (datacenter_of(from), datacenter_of(to));
+    let (hops, spike) = WAN.with(|w| {
+        let w = w.borrow();
+        // An endpoint bound to 0.0.0.0 (a lone cluster's clients) talks to its own datacenter.
+        if !w.enabled || a == b || from.is_unspecified() || to.is_unspecified() {
+            return (0, None);
+        }
+        let spike = [None, Some(a), Some(b)].iter().filter_map(|k| w.spikes.get(k).copied()).max();
+        (a.abs_diff(b) as u32, Some((w.hop_latency, spike.unwrap_or_default())))
+    });
+    let (hop, spike) = spike?;
+    let mut latency = hop * hops;
+    if !spike.is_zero() {
+        latency += Duration::from_nanos(thread_rng().gen_range(0..=spike.as_nanos() as u64));
+    }
+    Some(latency)
+}
+
+/// Calls `target` with a timeout, through the message faults in force and, between
+/// datacenters, the WAN's latency on the request and on the reply.
 pub async fn call(
     endpoint: &Arc<Endpoint>,
     target: SocketAddr,
@@ -127,6 +195,28 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<RpcReply, String> {
     let from = endpoint.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let Some(up) = wan_leg(from, target.ip()) else {
+        return call_direct(endpoint, from, target, rpc, timeout).await;
+    };
+    let down = wan_leg(target.ip(), from).unwrap_or_default();
+    if up + down >= timeout {
+        madsim::time::sleep(timeout).await;
+        return Err(format!("{target}: timed out (WAN latency)"));
+    }
+    madsim::time::sleep(up).await;
+    let reply = call_direct(endpoint, from, target, rpc, timeout - up - down).await?;
+    madsim::time::sleep(down).await;
+    Ok(reply)
+}
+
+/// [`call`] without the WAN: madsim's network and the message faults.
+async fn call_direct(
+    endpoint: &Arc<Endpoint>,
+    from: IpAddr,
+    target: SocketAddr,
+    rpc: Rpc,
+    timeout: Duration,
+) -> Result<RpcReply, String> {
     let faults = faults_between(from, target.ip());
     if faults.is_none() {
         return endpoint

@@ -8,12 +8,13 @@ use legate_core::catalog::{Command, Node, Request};
 use legate_core::plant::Planted;
 use legate_core::raft::{CatalogStore, ServerNode};
 use legate_core::storage::{DiskLogStore, LogOptions};
-use legate_runtime::federation::NoRemote;
-use legate_runtime::rpc::{dispatch, RpcNetwork, RpcTransport};
-use legate_runtime::server::{Server, ServerConfig};
+use legate_runtime::federation::{Federation, Remote, Route};
+use legate_runtime::rpc::{dispatch, serve_call, ClientCall, RpcNetwork, RpcTransport};
+use legate_runtime::server::{Server, ServerConfig, ServerResponse};
 use madsim::net::Endpoint;
 
 use super::net::{Envelope, ReplyEnvelope, SimTransport, SimWire, Tc};
+use super::wan::{follow_wan, WanProbe};
 use super::Observer;
 use crate::disk::SimDisk;
 use crate::MadsimRuntime;
@@ -38,6 +39,15 @@ pub struct ServerSpec {
     /// `Some(n)`: start empty and form the cluster with the agent's join loop, expecting `n`
     /// servers (the other members are the join addresses); `None`: start with `members`.
     pub bootstrap_expect: Option<u32>,
+    /// The server's datacenter (`Node.datacenter`).
+    pub datacenter: String,
+    /// Every other datacenter's servers, in topology order: the members of the WAN pool the
+    /// server probes for its routes (empty with one datacenter: no routes, no probes).
+    pub remotes: Vec<Route>,
+    /// How it probes them.
+    pub wan_probe: WanProbe,
+    /// Planted bug: writes forwarded for another datacenter are applied here instead.
+    pub forward_writes_locally: bool,
 }
 
 /// The simulator's Raft log: the production segment log on the simulated disk.
@@ -94,7 +104,7 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         id: format!("00000000-0000-0000-0000-{:012}", spec.raft_id),
         node: spec.name.clone(),
         address: ip.clone(),
-        datacenter: "dc1".into(),
+        datacenter: spec.datacenter.clone(),
         tagged_addresses: BTreeMap::from([("lan".to_string(), ip.clone()), ("wan".to_string(), ip)]),
         meta: BTreeMap::new(),
         create_index: 0,
@@ -114,14 +124,42 @@ pub async fn server_main(spec: ServerSpec, durable: Durable, observer: Observer)
         let wire = SimWire { endpoint: endpoint.clone() };
         madsim::task::spawn(legate_runtime::join::join_loop(server.clone(), wire, expect, move || join.clone()));
     }
+    let federation = Federation::new(&spec.datacenter, SimWire { endpoint: endpoint.clone() });
+    if !spec.remotes.is_empty() {
+        let wire = SimWire { endpoint: endpoint.clone() };
+        madsim::task::spawn(follow_wan(federation.clone(), wire, spec.remotes.clone(), spec.wan_probe));
+    }
+    let remote = SimRemote { federation, planted_local: spec.forward_writes_locally.then(|| server.clone()) };
     observer.started(spec.raft_id, server.clone(), log);
 
     let expect = spec.bootstrap_expect.unwrap_or(0);
     endpoint.add_rpc_handler(move |Envelope(rpc)| {
-        let server = server.clone();
-        async move { ReplyEnvelope(dispatch(&server, rpc, expect, &NoRemote).await) }
+        let (server, remote) = (server.clone(), remote.clone());
+        async move { ReplyEnvelope(dispatch(&server, rpc, expect, &remote).await) }
     });
     futures::future::pending::<()>().await;
+}
+
+/// The server's way to other datacenters: the production [`Federation`], or — with the
+/// `forward-write-locally` plant — a broken one that applies forwarded writes to this server's
+/// own datacenter (reads still go where they should, so only the writes land in the wrong KV).
+#[derive(Clone)]
+struct SimRemote {
+    federation: Federation<SimWire>,
+    planted_local: Option<SimServer>,
+}
+
+impl Remote for SimRemote {
+    async fn serve(&self, dc: &str, call: ClientCall) -> ServerResponse {
+        match &self.planted_local {
+            Some(local) if !call.is_read() => serve_call(local, call).await,
+            _ => self.federation.serve(dc, call).await,
+        }
+    }
+
+    fn datacenters(&self) -> Vec<String> {
+        self.federation.datacenters()
+    }
 }
 
 /// Recovers the log and the snapshot from the disk: what a restarted agent does first.
