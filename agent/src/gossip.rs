@@ -11,9 +11,11 @@ use legate_core::gossip::{Config, Event, Member, MemberStatus};
 use legate_core::leader::{SERF_CHECK_ID, SERVER_SERVICE};
 use legate_core::raft::ServerNode;
 use legate_core::reconcile::{self, CatalogNode, MemberView};
+use legate_runtime::boot::TokioRuntime;
 use legate_runtime::boot::{AgentServer, AgentWire};
 use legate_runtime::client::Forwarder;
-use legate_runtime::federation::{Federation, Route};
+use legate_runtime::federation::probe::{self, Candidate, ProbeConfig};
+use legate_runtime::federation::Federation;
 use legate_runtime::gossip::{Keyring, Pool, PoolOptions};
 use legate_runtime::{Consistency, QueryOptions};
 use tokio::sync::broadcast;
@@ -173,53 +175,27 @@ pub async fn follow_servers(forwarder: Forwarder<AgentWire>, pool: Pool, datacen
     }
 }
 
-/// The other datacenters' alive servers in the WAN pool, nearest datacenter first: a
-/// datacenter's distance is the median round-trip time of probes to its servers (measured ones
-/// first, then by name), its servers are ordered by their own round-trip time.
-pub fn routes_of(members: &[Member], rtt_ms: &BTreeMap<String, u64>, own_dc: &str) -> Vec<Route> {
-    let mut by_dc: BTreeMap<&str, Vec<(Option<u64>, ServerNode)>> = BTreeMap::new();
-    for m in members.iter().filter(|m| m.status() == MemberStatus::Alive && tag(m, TAG_ROLE) == Some(ROLE_SERVER)) {
-        let (Some(dc), Some(Ok(port))) = (tag(m, TAG_DC), tag(m, TAG_PORT).map(str::parse::<u16>)) else {
-            continue;
-        };
-        if dc.eq_ignore_ascii_case(own_dc) {
-            continue;
-        }
-        let node = ServerNode { name: m.name.clone(), rpc_addr: SocketAddr::new(m.addr.ip(), port).to_string() };
-        by_dc.entry(dc).or_default().push((rtt_ms.get(&m.name).copied(), node));
-    }
-    let unknown_last = |rtt: Option<u64>| (rtt.is_none(), rtt.unwrap_or(0));
-    let mut routes: Vec<(Option<u64>, Route)> = by_dc
-        .into_iter()
-        .map(|(dc, mut servers)| {
-            servers.sort_by(|(a, x), (b, y)| unknown_last(*a).cmp(&unknown_last(*b)).then_with(|| x.name.cmp(&y.name)));
-            let measured: Vec<u64> = servers.iter().filter_map(|(rtt, _)| *rtt).collect();
-            let distance = (!measured.is_empty()).then(|| measured[measured.len() / 2]);
-            let servers = servers.into_iter().map(|(_, node)| node).collect();
-            (distance, Route { datacenter: dc.to_string(), servers })
+/// The other datacenters' alive servers in the WAN pool, with the round-trip time of gossip's
+/// probes to them where measured: the candidates of a server's routes.
+pub fn candidates_of(members: &[Member], rtt_ms: &BTreeMap<String, u64>, own_dc: &str) -> Vec<Candidate> {
+    members
+        .iter()
+        .filter(|m| m.status() == MemberStatus::Alive && tag(m, TAG_ROLE) == Some(ROLE_SERVER))
+        .filter_map(|m| {
+            let dc = tag(m, TAG_DC).filter(|dc| !dc.eq_ignore_ascii_case(own_dc))?;
+            let port: u16 = tag(m, TAG_PORT)?.parse().ok()?;
+            let node = ServerNode { name: m.name.clone(), rpc_addr: SocketAddr::new(m.addr.ip(), port).to_string() };
+            Some(Candidate { datacenter: dc.to_string(), node, rtt_ms: rtt_ms.get(&m.name).copied() })
         })
-        .collect();
-    routes.sort_by(|(a, x), (b, y)| {
-        unknown_last(*a).cmp(&unknown_last(*b)).then_with(|| x.datacenter.cmp(&y.datacenter))
-    });
-    routes.into_iter().map(|(_, route)| route).collect()
+        .collect()
 }
 
-/// How often a server re-reads the WAN round-trip times for its routes.
-const ROUTES_REFRESH: Duration = Duration::from_secs(5);
-
-/// Keeps a server's routes to the other datacenters on the WAN pool's alive servers.
-pub async fn follow_wan(federation: Federation<AgentWire>, wan: Pool) {
-    let mut members = wan.watch_members();
-    let mut last = None;
-    loop {
-        let routes = routes_of(&members.borrow_and_update(), &wan.rtt_ms(), federation.local());
-        if last.as_ref() != Some(&routes) {
-            federation.set_routes(routes.clone());
-            last = Some(routes);
-        }
-        let _ = tokio::time::timeout(ROUTES_REFRESH, members.changed()).await;
-    }
+/// Keeps a server's routes to the other datacenters on the WAN pool's alive servers that
+/// answer probes (see [`probe::follow`]).
+pub async fn follow_wan(federation: Federation<AgentWire>, wire: AgentWire, wan: Pool) {
+    let own = federation.local().to_string();
+    let candidates = move || candidates_of(&wan.members(), &wan.rtt_ms(), &own);
+    probe::follow::<TokioRuntime, _>(federation, wire, candidates, ProbeConfig::AGENT).await;
 }
 
 /// Logs LAN members that are servers of another datacenter: they are ignored (never
@@ -343,31 +319,24 @@ mod tests {
     }
 
     #[test]
-    fn routes_go_to_the_nearest_datacenters_and_servers_first() {
+    fn candidates_are_the_other_datacenters_alive_servers_with_gossips_round_trip_times() {
         let members = vec![
             server("a", "dc1", 1, MemberState::Alive),
             server("b", "dc2", 2, MemberState::Alive),
             server("c", "dc2", 3, MemberState::Suspect),
             server("d", "dc2", 4, MemberState::Dead),
             server("e", "dc3", 5, MemberState::Alive),
-            server("f", "dc4", 6, MemberState::Alive),
         ];
-        let rtt: BTreeMap<String, u64> =
-            [("b.dc2", 90), ("c.dc2", 30), ("e.dc3", 50)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let routes = routes_of(&members, &rtt, "DC1");
-        let summary: Vec<(&str, Vec<&str>)> = routes
-            .iter()
-            .map(|r| (r.datacenter.as_str(), r.servers.iter().map(|s| s.rpc_addr.as_str()).collect()))
+        let rtt: BTreeMap<String, u64> = [("b.dc2".to_string(), 90)].into_iter().collect();
+        let found: Vec<(String, String, Option<u64>)> = candidates_of(&members, &rtt, "DC1")
+            .into_iter()
+            .map(|c| (c.datacenter, c.node.rpc_addr, c.rtt_ms))
             .collect();
-        // dc3 (50 ms) before dc2 (median of 30 and 90 is 90 with two samples: the upper one),
-        // dc4 unmeasured last; the failed server is left out, the suspect kept and nearer first.
-        assert_eq!(
-            summary,
-            [
-                ("dc3", vec!["10.0.0.5:8300"]),
-                ("dc2", vec!["10.0.0.3:8300", "10.0.0.2:8300"]),
-                ("dc4", vec!["10.0.0.6:8300"])
-            ]
-        );
+        // Not our own datacenter (any case), not the failed server; a suspect is still alive.
+        let expected =
+            [("dc2", "10.0.0.2:8300", Some(90)), ("dc2", "10.0.0.3:8300", None), ("dc3", "10.0.0.5:8300", None)];
+        let expected: Vec<(String, String, Option<u64>)> =
+            expected.iter().map(|(dc, addr, rtt)| (dc.to_string(), addr.to_string(), *rtt)).collect();
+        assert_eq!(found, expected);
     }
 }

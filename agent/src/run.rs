@@ -61,8 +61,9 @@ pub async fn run_agent(mut cfg: AgentConfig) -> Result<(), String> {
     let rpc_addr = SocketAddr::new(cfg.advertise_addr, cfg.server_port).to_string();
     let pools = gossip::start(&cfg).await?;
     let federation = pools.wan.as_ref().map(|wan| {
-        let federation = Federation::new(&cfg.datacenter, AgentWire::new(&cfg.datacenter));
-        tokio::spawn(gossip::follow_wan(federation.clone(), wan.clone()));
+        let wire = AgentWire::new(&cfg.datacenter);
+        let federation = Federation::new(&cfg.datacenter, wire.clone());
+        tokio::spawn(gossip::follow_wan(federation.clone(), wire, wan.clone()));
         federation
     });
     let api = if cfg.dev {

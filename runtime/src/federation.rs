@@ -8,8 +8,8 @@
 //! sends it to its own servers (see [`crate::client::Forwarder::via`]).
 //!
 //! The routes — which datacenters exist, nearest first, and each one's servers, best first —
-//! come from outside: the agent derives them from its WAN gossip pool (members, tags, probe
-//! round-trip times), the simulator from its topology. Per datacenter the routes keep one
+//! are kept by [`probe::follow`]: candidates from outside (the agent's WAN gossip pool, the
+//! simulator's topology), kept only while they answer probes. Per datacenter the routes keep one
 //! [`Forwarder`], so a remote server that stops answering is skipped just as a client agent
 //! skips one of its own servers.
 
@@ -150,5 +150,6 @@ impl<W: Wire> Remote for Federation<W> {
     }
 }
 
+pub mod probe;
 #[cfg(test)]
 mod tests;

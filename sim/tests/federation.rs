@@ -12,7 +12,6 @@ use legate_runtime::server::{Consistency, QueryOptions, ReadError, ServerRespons
 use madsim::net::NetSim;
 use sim::world::client::SimClient;
 use sim::world::net::ClientCall;
-use sim::world::wan::WanProbe;
 use sim::world::{client_ip_in, ClusterOptions, World};
 use sim::MadsimRuntime;
 
@@ -69,7 +68,7 @@ fn run(seed: u64) {
 async fn federation() {
     // Set up: one server per datacenter, 40 ms per WAN hop; clients in dc1 and dc3.
     let world = World::start(&names(), 1, ClusterOptions::default(), Duration::from_millis(40));
-    let probe = WanProbe::default();
+    let probe = sim::world::wan::WAN_PROBE;
     madsim::time::sleep(probe.recover_max() + Duration::from_secs(2)).await;
     let client_in = |dc: usize| {
         let ip = client_ip_in(dc, 0);

@@ -205,7 +205,7 @@ impl Default for ClusterOptions {
             planted: Planted::default(),
             segment_max_bytes: 16 * 1024,
             bootstrap_expect: false,
-            wan_probe: WanProbe::default(),
+            wan_probe: wan::WAN_PROBE,
             forward_writes_locally: false,
         }
     }
