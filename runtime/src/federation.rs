@@ -72,8 +72,10 @@ struct Inner<W: Wire> {
 }
 
 struct Routes<W: Wire> {
-    /// Remote datacenters, nearest first.
+    /// Remote datacenters with a route, nearest first.
     order: Vec<String>,
+    /// Every remote datacenter with a known server (in the WAN pool), reachable or not.
+    known: Vec<String>,
     /// Keyed by lowercase name (datacenter names match case-insensitively).
     by_name: BTreeMap<String, Forwarder<W>>,
 }
@@ -81,7 +83,7 @@ struct Routes<W: Wire> {
 impl<W: Wire> Federation<W> {
     /// Routes for a server of datacenter `local`, knowing no other datacenter yet.
     pub fn new(local: &str, wire: W) -> Self {
-        let routes = Routes { order: Vec::new(), by_name: BTreeMap::new() };
+        let routes = Routes { order: Vec::new(), known: Vec::new(), by_name: BTreeMap::new() };
         Federation { inner: Arc::new(Inner { local: local.to_string(), wire, routes: Mutex::new(routes) }) }
     }
 
@@ -122,12 +124,32 @@ impl<W: Wire> Federation<W> {
         for gone in current.by_name.keys() {
             tracing::info!(datacenter = %gone, "no route to datacenter any more");
         }
-        *current = Routes { order, by_name };
+        current.order = order;
+        current.by_name = by_name;
     }
 
-    /// Every known datacenter, this one first, then the others nearest first.
+    /// Names every remote datacenter that has a known server, reachable or not (what
+    /// [`Federation::all_datacenters`] lists after the routed ones).
+    pub fn set_known(&self, mut datacenters: Vec<String>) {
+        datacenters.retain(|dc| !dc.eq_ignore_ascii_case(&self.inner.local));
+        datacenters.sort();
+        datacenters.dedup();
+        self.routes().known = datacenters;
+    }
+
+    /// Remote datacenters: those with a route, nearest first, then the other known ones by
+    /// name.
+    fn remote_datacenters(&self) -> Vec<String> {
+        let routes = self.routes();
+        let unrouted = routes.known.iter().filter(|dc| !routes.order.iter().any(|o| o.eq_ignore_ascii_case(dc)));
+        routes.order.iter().chain(unrouted).cloned().collect()
+    }
+
+    /// Every known datacenter: this one first, then those reachable nearest first, then the
+    /// others known (in the WAN pool but not answering) by name, as Consul lists every
+    /// datacenter of its WAN pool.
     pub fn all_datacenters(&self) -> Vec<String> {
-        std::iter::once(self.inner.local.clone()).chain(self.routes().order.iter().cloned()).collect()
+        std::iter::once(self.inner.local.clone()).chain(self.remote_datacenters()).collect()
     }
 
     /// The way to datacenter `dc`'s servers (`None`: no known server of it). `dc` must not be
@@ -146,7 +168,7 @@ impl<W: Wire> Remote for Federation<W> {
     }
 
     fn datacenters(&self) -> Vec<String> {
-        self.routes().order.clone()
+        self.remote_datacenters()
     }
 }
 

@@ -153,8 +153,12 @@ fn servers_of_two_datacenters_federate_over_the_wan_pool() {
     };
     let both: BTreeSet<String> = [format!("{}.dc1", a.node), format!("{}.dc2", b.node)].into_iter().collect();
     assert!(wait_until(DEADLINE, || wan_names(&a) == both && wan_names(&b) == both), "{:?}", wan_names(&b));
-    assert_eq!(a.get("/v1/catalog/datacenters").json(), serde_json::json!(["dc1", "dc2"]));
-    assert_eq!(b.get("/v1/catalog/datacenters").json(), serde_json::json!(["dc2", "dc1"]), "own datacenter first");
+    // The list follows the WAN pool within a probe round; own datacenter first.
+    let lists = |agent: &Agent, expected: serde_json::Value| {
+        wait_until(DEADLINE, || agent.get("/v1/catalog/datacenters").json() == expected)
+    };
+    assert!(lists(&a, serde_json::json!(["dc1", "dc2"])), "{}", a.get("/v1/catalog/datacenters").text());
+    assert!(lists(&b, serde_json::json!(["dc2", "dc1"])), "{}", b.get("/v1/catalog/datacenters").text());
     // The LAN pools stay apart.
     assert_eq!(a.get("/v1/agent/members").json().as_array().map(Vec::len), Some(1));
 }

@@ -129,6 +129,7 @@ pub async fn follow<Rt, W>(
     loop {
         let started = Rt::Instant::now();
         let round = candidates();
+        federation.set_known(round.iter().map(|c| c.datacenter.clone()).collect());
         let answers =
             futures::future::join_all(round.iter().map(|c| probe_one::<Rt, W>(&wire, &c.node, probe.timeout))).await;
         let mut next = BTreeMap::new();

@@ -85,6 +85,8 @@ async fn routes_keep_the_given_order_and_skip_the_local_and_empty_datacenters() 
     assert!(federation.route("dc1").is_none() && federation.route("dc4").is_none());
     // Datacenter names match whatever their case.
     assert_eq!(federation.route("DC2").map(|f| f.servers()), Some(vec![b]));
+    federation.set_known(vec!["dc5".into(), "dc3".into(), "dc1".into(), "dc2".into()]);
+    assert_eq!(federation.all_datacenters(), ["dc1", "dc3", "dc2", "dc5"], "known but unrouted ones last, by name");
     federation.set_routes(vec![route("dc2", vec![a])]);
     assert!(federation.route("dc3").is_none(), "a datacenter that is gone has no route");
     assert_eq!(federation.serve("dc3", read()).await, ServerResponse::ReadFailed(ReadError::NoPath));
