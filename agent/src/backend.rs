@@ -56,16 +56,15 @@ impl Routes {
     /// server of `dc` answers `No path to datacenter` at once; a client agent cannot know, so
     /// its servers answer that.
     pub fn backend(&self, dc: Option<&str>) -> Result<Backend, ReadError> {
-        match dc {
-            _ if self.is_local(dc) => Ok(self.local.clone()),
-            Some(dc) => match &self.local {
-                Backend::Client(servers) => Ok(Backend::Client(servers.via(dc))),
-                Backend::Server(_) => {
-                    let route = self.federation.as_ref().and_then(|f| f.route(dc));
-                    route.map(Backend::Client).ok_or(ReadError::NoPath)
-                }
-            },
-            None => Ok(self.local.clone()),
+        let Some(dc) = dc.filter(|_| !self.is_local(dc)) else {
+            return Ok(self.local.clone());
+        };
+        match &self.local {
+            Backend::Client(servers) => Ok(Backend::Client(servers.via(dc))),
+            Backend::Server(_) => {
+                let route = self.federation.as_ref().and_then(|f| f.route(dc));
+                route.map(Backend::Client).ok_or(ReadError::NoPath)
+            }
         }
     }
 

@@ -301,17 +301,8 @@ fn srv_has_weights_ports_node_targets_and_additional_addresses() {
     let mut own_ip = web(3, Status::Passing);
     own_ip.service.address = "192.168.1.3".into();
     let msg = answer_services(&req, vec![web(1, Status::Passing), web(2, Status::Warning), own_ip], &cfg());
-    let mut srvs: Vec<(u16, u16, u16, String)> = msg
-        .answers
-        .iter()
-        .map(|r| match &r.data {
-            RData::SRV(s) => (s.priority, s.weight, s.port, s.target.to_ascii()),
-            other => panic!("only SRV answers, got {other:?}"),
-        })
-        .collect();
-    srvs.sort();
     assert_eq!(
-        srvs,
+        srv_records(&msg),
         vec![
             (1, 3, 8002, "n2.node.dc1.consul.".into()),
             (1, 10, 8001, "n1.node.dc1.consul.".into()),
